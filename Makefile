@@ -1,0 +1,20 @@
+# The two commands a fresh machine needs (README.md): `make demo` and `make test`.
+VENV := .venv
+
+.PHONY: demo test lint bench clean
+
+demo:
+	scripts/bootstrap.sh
+	$(VENV)/bin/pausecast predict examples/busy-database.toml
+
+test:
+	scripts/bootstrap.sh dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q
+
+bench:
+	scripts/bootstrap.sh
+	$(VENV)/bin/python benchmarks/bench_predict.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The real executor: drives libvirt with the same scenario the simulator predicts."""

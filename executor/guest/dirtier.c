@@ -1,0 +1,286 @@
+/*
+ * pausecast test guest: a multiboot kernel that dirties guest RAM at a set number of pages per second.
+ *
+ * It exists so that a real live migration sees a known, steady dirty rate with no OS noise: no disk,
+ * no page cache, nothing but this loop. QEMU loads it with -kernel (libvirt <os><kernel>) and passes
+ * the command line, e.g.
+ *     rate_pages=5000 region_mib=128          constant: one linear sweep over the region
+ *     region_mib=128 hot_mib=16 hot_rate_pages=20000 cold_rate_pages=2000
+ *                                             hot/cold: the first hot_mib swept over and over at the
+ *                                             hot rate, the rest of the region at the cold rate
+ *     region_start_mib=2 report_ms=1000 max_lag_ms=50        (defaults)
+ *
+ * Progress goes to COM1: "pcd start ...", "pcd filled fill_ms=N", then one line per report_ms of guest
+ * time, "pcd ms=<guest ms> pages=<pages written> hot=<n> cold=<n>". The host reads the domain's serial
+ * log to see that the guest keeps running (e.g. after a failed migration) and what rate it achieved.
+ *
+ * Pacing uses the 8254 PIT's IRQ0 at ~1 kHz and HLT in between, so an idle-ish guest costs little host
+ * CPU (two TCG guests must not saturate a 2-core box). Ticks lost while the vCPU cannot run (throttled
+ * by auto-converge, starved) are not made up beyond max_lag_ms: the achieved rate then drops, as a real
+ * workload's would.
+ *
+ * Build: gcc -m32 -ffreestanding -nostdlib, ld -m elf_i386 -T dirtier.ld (see guest_build.py). There is
+ * no 64-bit division, so no libgcc: gcc inlines 64-bit add/sub/mul/compare.
+ */
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef unsigned short u16;
+typedef unsigned char u8;
+
+#define PIT_HZ 1193182u /* 8254 input clock */
+#define PIT_RELOAD 1193u /* ~1 kHz; accounting below is exact in PIT ticks, so ~ is fine */
+#define PAGE 4096u
+#define MIB (1024u * 1024u)
+
+/* Multiboot v1 header. QEMU only boots 32-bit ELF multiboot kernels and looks for this in the first
+ * 8 KiB of the file; flag 1 asks for mem_upper so a region past the end of RAM can be clamped. */
+#define MB_MAGIC 0x1BADB002u
+#define MB_FLAGS 0x00000003u
+__attribute__((section(".multiboot"), used, aligned(4)))
+static const u32 multiboot_header[3] = {MB_MAGIC, MB_FLAGS, (u32)-(MB_MAGIC + MB_FLAGS)};
+
+struct mb_info {
+    u32 flags, mem_lower, mem_upper, boot_device, cmdline;
+};
+
+u8 stack[16384] __attribute__((aligned(16), used));
+volatile u32 irq0_count __attribute__((used));
+
+/* Our own GDT: the loader's one lives in option-ROM memory we should not rely on. */
+__attribute__((aligned(8), used)) u64 gdt[3] = {0, 0x00CF9A000000FFFFull, 0x00CF92000000FFFFull};
+__attribute__((used)) struct {
+    u16 limit;
+    u32 base;
+} __attribute__((packed)) gdt_ptr = {sizeof gdt - 1, (u32)gdt};
+
+/* Entered in flat 32-bit protected mode, interrupts off, no stack, EBX = multiboot info. */
+__asm__(".text\n"
+        ".globl _start\n"
+        "_start:\n"
+        "  mov $stack + 16384, %esp\n"
+        "  lgdt gdt_ptr\n"
+        "  ljmp $0x08, $1f\n"
+        "1: mov $0x10, %ax\n"
+        "  mov %ax, %ds\n  mov %ax, %es\n  mov %ax, %ss\n  mov %ax, %fs\n  mov %ax, %gs\n"
+        "  push %ebx\n"
+        "  call kmain\n"
+        "2: cli\n  hlt\n  jmp 2b\n"
+        /* IRQ0: count and acknowledge; the main loop does the work. */
+        "irq0_stub:\n"
+        "  push %eax\n  lock incl irq0_count\n  mov $0x20, %al\n  outb %al, $0x20\n  pop %eax\n  iret\n"
+        /* Any other PIC line (all masked, but spurious IRQ7/15 can still arrive). */
+        "irq_other_stub:\n"
+        "  push %eax\n  mov $0x20, %al\n  outb %al, $0xA0\n  outb %al, $0x20\n  pop %eax\n  iret\n"
+        "fault_stub:\n"
+        "  call fault\n");
+
+extern char irq0_stub[], irq_other_stub[], fault_stub[];
+
+static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) {
+    u8 v;
+    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+/* ---- COM1 output, polled: the console of a kernel with no drivers. ---- */
+static void putc(char c) {
+    for (int i = 0; i < 100000 && !(inb(0x3FD) & 0x20); i++) {
+    }
+    outb(0x3F8, (u8)c);
+}
+static void puts(const char *s) {
+    while (*s) putc(*s++);
+}
+static void putu(u32 v) {
+    char buf[11];
+    int n = 0;
+    do {
+        buf[n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    while (n) putc(buf[--n]);
+}
+static void kv(const char *k, u32 v) {
+    puts(k);
+    putu(v);
+}
+
+void fault(void) __attribute__((used, noreturn));
+void fault(void) {
+    puts("pcd fault\n"); /* a CPU exception: nothing sensible to do but stop visibly */
+    for (;;) __asm__ volatile("cli; hlt");
+}
+
+/* ---- interrupts: IDT, PIC remapped to 0x20-0x2F with only IRQ0 unmasked, PIT channel 0 ---- */
+struct idt_entry {
+    u16 off_lo, sel;
+    u8 zero, type;
+    u16 off_hi;
+} __attribute__((packed));
+static struct idt_entry idt[48];
+
+static void set_gate(int v, char *handler) {
+    u32 a = (u32)handler;
+    idt[v] = (struct idt_entry){(u16)a, 0x08, 0, 0x8E, (u16)(a >> 16)};
+}
+
+static void interrupts_init(void) {
+    for (int v = 0; v < 32; v++) set_gate(v, fault_stub);
+    for (int v = 32; v < 48; v++) set_gate(v, irq_other_stub);
+    set_gate(32, irq0_stub);
+    struct {
+        u16 limit;
+        u32 base;
+    } __attribute__((packed)) idt_ptr = {sizeof idt - 1, (u32)idt};
+    __asm__ volatile("lidt %0" ::"m"(idt_ptr));
+
+    /* The BIOS maps IRQs onto CPU exception vectors 8-15; move them past 31. */
+    outb(0x20, 0x11), outb(0xA0, 0x11);
+    outb(0x21, 0x20), outb(0xA1, 0x28);
+    outb(0x21, 0x04), outb(0xA1, 0x02);
+    outb(0x21, 0x01), outb(0xA1, 0x01);
+    outb(0x21, 0xFE), outb(0xA1, 0xFF);
+
+    outb(0x43, 0x34); /* channel 0, lo/hi byte, mode 2 (rate generator) */
+    outb(0x40, PIT_RELOAD & 0xFF);
+    outb(0x40, PIT_RELOAD >> 8);
+    __asm__ volatile("sti");
+}
+
+/* ---- command line ---- */
+static int starts(const char *s, const char *p) {
+    while (*p)
+        if (*s++ != *p++) return 0;
+    return 1;
+}
+/* Value of the "key=<decimal>" token, or def. QEMU prepends the kernel's file name; unknown tokens
+ * are ignored. */
+static u32 arg(const char *cl, const char *key, u32 def) {
+    u32 klen = 0;
+    while (key[klen]) klen++;
+    for (const char *s = cl; *s; s++) {
+        if ((s == cl || s[-1] == ' ') && starts(s, key) && s[klen] == '=') {
+            u32 x = 0;
+            for (const char *v = s + klen + 1; *v >= '0' && *v <= '9'; v++) x = x * 10u + (u32)(*v - '0');
+            return x;
+        }
+    }
+    return def;
+}
+
+/* One writer: a linear sweep over [base, base + npages) at `rate` pages/s of guest time. Credits are
+ * in PIT-tick units so the rate is exact without division: a tick earns `rate`, a page costs PIT_HZ. */
+struct stream {
+    volatile u32 *base;
+    u32 npages, rate, next, written, stamp;
+    u64 credits, cap;
+};
+
+static void stream_init(struct stream *s, u32 base, u32 npages, u32 rate, u32 max_lag_ms) {
+    s->base = (volatile u32 *)base;
+    s->npages = npages;
+    s->rate = npages ? rate : 0;
+    s->next = s->written = 0;
+    s->stamp = 1;
+    s->credits = 0;
+    s->cap = (u64)PIT_HZ * ((rate / 1000u) * max_lag_ms + (rate % 1000u) * max_lag_ms / 1000u + 1u);
+}
+
+static void stream_run(struct stream *s, u32 pit_ticks) {
+    if (!s->rate) return;
+    s->credits += (u64)pit_ticks * s->rate;
+    if (s->credits > s->cap) s->credits = s->cap;
+    while (s->credits >= PIT_HZ) {
+        /* One word per page is enough for QEMU's dirty log; the value changes each pass. */
+        s->base[s->next * (PAGE / 4u)] = s->stamp + s->next;
+        s->credits -= PIT_HZ;
+        s->written++;
+        if (++s->next == s->npages) {
+            s->next = 0;
+            s->stamp++;
+        }
+    }
+}
+
+
+void kmain(struct mb_info *mb);
+void kmain(struct mb_info *mb) {
+    const char *cl = (mb->flags & 4u) ? (const char *)mb->cmdline : "";
+    u32 ram_end = (mb->flags & 1u) ? MIB + mb->mem_upper * 1024u : 0;
+
+    u32 start_mib = arg(cl, "region_start_mib", 2);
+    u32 region_mib = arg(cl, "region_mib", 64);
+    u32 rate = arg(cl, "rate_pages", 0);
+    u32 hot_mib = arg(cl, "hot_mib", 0);
+    u32 hot_rate = arg(cl, "hot_rate_pages", 0);
+    u32 cold_rate = arg(cl, "cold_rate_pages", 0);
+    u32 report_ms = arg(cl, "report_ms", 1000);
+    u32 max_lag_ms = arg(cl, "max_lag_ms", 50);
+    if (start_mib < 2) start_mib = 2; /* keep clear of this kernel at 1 MiB */
+    if (report_ms == 0) report_ms = 1000;
+
+    u32 base = start_mib * MIB;
+    if (ram_end && base + region_mib * MIB > ram_end) {
+        puts("pcd warn region past end of RAM, clamped\n");
+        region_mib = ram_end > base ? (ram_end - base) / MIB : 0;
+    }
+    if (hot_mib > region_mib) hot_mib = region_mib;
+    u32 region_pages = region_mib * (MIB / PAGE);
+
+    puts("pcd start");
+    kv(" region_start_mib=", start_mib);
+    kv(" region_mib=", region_mib);
+    kv(" rate_pages=", rate);
+    kv(" hot_mib=", hot_mib);
+    kv(" hot_rate_pages=", hot_rate);
+    kv(" cold_rate_pages=", cold_rate);
+    kv(" ram_end_mib=", ram_end / MIB);
+    puts("\n");
+
+    interrupts_init();
+
+    /* Non-zero content everywhere: QEMU sends an all-zero page as a few bytes, which would make the
+     * region nearly free to migrate. The fill time tells the host whether this accelerator is usable. */
+    u32 t0 = irq0_count;
+    volatile u32 *p = (volatile u32 *)base;
+    for (u32 i = 0; i < region_pages * (PAGE / 4u); i++) p[i] = (i * 2654435761u) | 1u;
+    kv("pcd filled fill_ms=", irq0_count - t0);
+    puts("\n");
+
+    struct stream a, b;
+    if (hot_mib) {
+        u32 hot_pages = hot_mib * (MIB / PAGE);
+        stream_init(&a, base, hot_pages, hot_rate, max_lag_ms);
+        stream_init(&b, base + hot_pages * PAGE, region_pages - hot_pages, cold_rate, max_lag_ms);
+    } else {
+        stream_init(&a, base, region_pages, rate, max_lag_ms);
+        stream_init(&b, base, 0, 0, max_lag_ms);
+    }
+
+    u32 seen = irq0_count, ms = 0, ms_frac = 0, next_report = 0;
+    for (;;) {
+        /* "sti; hlt" is atomic with respect to interrupts (STI's one-instruction shadow): no lost
+         * wake-up between the check and the halt. */
+        __asm__ volatile("cli");
+        if (irq0_count == seen) __asm__ volatile("sti; hlt");
+        __asm__ volatile("sti");
+        u32 n = irq0_count - seen;
+        seen += n;
+        u32 ticks = n * PIT_RELOAD;
+        ms_frac += ticks * 1000u;
+        ms += ms_frac / PIT_HZ;
+        ms_frac %= PIT_HZ;
+        stream_run(&a, ticks);
+        stream_run(&b, ticks);
+        if (ms >= next_report) {
+            kv("pcd ms=", ms);
+            kv(" pages=", a.written + b.written);
+            kv(" hot=", a.written);
+            kv(" cold=", b.written);
+            puts("\n");
+            next_report += report_ms;
+            if (next_report <= ms) next_report = ms + report_ms;
+        }
+    }
+}

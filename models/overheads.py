@@ -1,0 +1,51 @@
+"""Overheads profiles: the fixed costs of a migration that are not moving memory.
+
+`default` holds the figures measured on the namespace testbed described in issue 5 (Debian 12,
+libvirt 9.0, QEMU 7.2) where one exists, and small estimates marked as such elsewhere;
+`pausecast calibrate` measures all of them and writes a profile file with the same keys.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+OVERHEAD_FIELDS = ("begin_ms", "prepare_ms", "setup_ms", "handshake_ms", "finish_ms", "resume_ms",
+                   "confirm_ms", "announce_ms")
+
+DEFAULT_PROFILE_MS = {
+    "begin_ms": 10.0,       # estimate: source builds the domain XML and the cookie
+    "prepare_ms": 240.0,    # measured: destination QEMU started paused with -incoming (~0.24 s)
+    "setup_ms": 300.0,      # measured: QEMU migration setup before the first page is sent (~0.3 s)
+    "handshake_ms": 1.0,    # estimate: pause-before-switchover event and libvirt's migrate-continue
+    "finish_ms": 10.0,      # estimate: destination Finish housekeeping before the vCPUs start
+    "resume_ms": 3.0,       # measured: vCPUs start ~3 ms after the Finish associate request (issue 6)
+    "confirm_ms": 1800.0,   # measured: tearing the source QEMU down in Confirm (~1.8 s)
+    "announce_ms": 50.0,    # QEMU announce-initial: first self-announce (RARP) 50 ms after start
+}
+
+NO_OVERHEADS_MS = dict.fromkeys(OVERHEAD_FIELDS, 0.0)
+
+
+def load_overheads_profile(profile: str) -> dict[str, float]:
+    """Returns every fixed cost in ms for a profile name or path. Raises ValueError saying why not."""
+    if profile == "default":
+        return dict(DEFAULT_PROFILE_MS)
+    if profile == "none":
+        return dict(NO_OVERHEADS_MS)
+    path = Path(profile)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError:
+        raise ValueError(f'allowed: "none", "default" or a readable profile file ({path} is not)') from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"profile {path} is not valid TOML ({exc})") from None
+    table = data.get("overheads", data)
+    costs = dict(DEFAULT_PROFILE_MS)
+    for key, value in table.items():
+        if key not in OVERHEAD_FIELDS:
+            continue  # a calibrated profile also records how it was measured
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"profile {path}: {key} = {value!r} must be a number >= 0")
+        costs[key] = float(value)
+    return costs

@@ -1,0 +1,153 @@
+"""The pre-copy policy as pure functions: QEMU's switchover rule and the textbook pass-end rule.
+
+Both engines (the SimPy engine, and the vectorised fast path) drive these functions; neither
+re-implements them. QEMU's rule (migration/migration.c `migration_iteration_run`, migration/ram.c):
+
+* QEMU keeps a bitmap of pending pages. Between checks it sends pages, for ~50 ms (`MAX_WAIT`) when
+  the link is the limit, or one 100 ms rate-limit window's budget (`BUFFER_DELAY`) when the bandwidth
+  cap is; a loop that finds the bitmap empty returns at once.
+* At each check, if the pending estimate (bitmap pages x page size) is below the threshold
+  (bandwidth estimate x downtime-limit), QEMU syncs the dirty bitmap: one iteration, libvirt's
+  `memory_iteration`. Pages dirtied since the last sync join the bitmap; a page dirtied again while
+  still pending is counted once.
+* If the exact pending is then below the threshold, it stops the guest and sends the rest without the
+  bandwidth cap; otherwise it keeps sending.
+
+The pass-end rule syncs only when the bitmap is empty, which is what the closed form solves.
+
+Worked example (DESIGN.md, qemu rule): 4 GiB, 10 Gbit/s, 238.4 MiB/s dirty, 300 ms: checks every
+50 ms move 62.5 MB each; the bitmap first falls under 375 MB at t = 3.15 s (357.5 MB left), the sync
+brings it to ~1080 MB; the next syncs come at 3.75 s (~468 MB) and 3.85 s (~368 MB < 375 MB): stop,
+~294 ms of final copy, 5 iterations counting the setup and completion syncs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .dirty import DirtyModel
+
+# QEMU migration/ram.c: one send loop returns after MAX_WAIT = 50 ms
+LINK_BOUND_CHECK_INTERVAL_S = 0.050
+# QEMU migration/migration.c: BUFFER_DELAY = 100 ms, the rate-limit window
+CAP_BOUND_CHECK_INTERVAL_S = 0.100
+# QEMU migration/ram.c save_page_header: 8-byte offset|flags word before every page
+PAGE_HEADER_BYTES = 8
+# a zero page is its header plus one byte (save_zero_page)
+ZERO_PAGE_WIRE_BYTES = PAGE_HEADER_BYTES + 1
+# A migration whose pending set's excess over the threshold shrinks by less than this fraction for
+# NO_PROGRESS_SYNCS syncs in a row, once its dirty rate no longer changes, is declared non-converging
+# (QEMU itself would go on forever).
+NO_PROGRESS_FRACTION = 0.005
+NO_PROGRESS_SYNCS = 20
+# a hard stop for pathological inputs, far beyond any real migration's iteration count
+MAX_SYNCS = 200_000
+
+
+@dataclass
+class PrecopyState:
+    """Where one live phase stands. Mutable on purpose: the engines advance it step by step."""
+
+    page_size_bytes: int
+    universe_pages: float
+    t_s: float = 0.0
+    bitmap_data_pages: float = 0.0
+    bitmap_zero_pages: float = 0.0
+    last_sync_s: float = 0.0
+    # the guest's vCPUs stop dirtying from here on (a forced pause); inf while it runs
+    dirty_until_s: float = math.inf
+    syncs: int = 0
+    bytes_sent: float = 0.0
+    best_gap_bytes: float = math.inf
+    syncs_without_progress: int = 0
+
+    @property
+    def bitmap_pages(self) -> float:
+        return self.bitmap_data_pages + self.bitmap_zero_pages
+
+    @property
+    def pending_bytes(self) -> float:
+        """QEMU's estimate: pages x page size, zero or not."""
+        return self.bitmap_pages * self.page_size_bytes
+
+    @property
+    def wire_bytes_per_page(self) -> float:
+        pages = self.bitmap_pages
+        if pages <= 0:
+            return self.page_size_bytes + PAGE_HEADER_BYTES
+        data = self.bitmap_data_pages * (self.page_size_bytes + PAGE_HEADER_BYTES)
+        return (data + self.bitmap_zero_pages * ZERO_PAGE_WIRE_BYTES) / pages
+
+    @property
+    def wire_bytes_pending(self) -> float:
+        return self.bitmap_pages * self.wire_bytes_per_page
+
+
+def start_precopy(page_size_bytes: int, written_pages: float, zero_pages: float) -> PrecopyState:
+    """The setup sync: every page of guest RAM is pending (QEMU counts it as iteration 1)."""
+    return PrecopyState(page_size_bytes=page_size_bytes, universe_pages=written_pages,
+                        bitmap_data_pages=written_pages, bitmap_zero_pages=zero_pages, syncs=1)
+
+
+def threshold_bytes(rate_bytes_s: float, max_downtime_s: float) -> float:
+    """QEMU: threshold_size = bandwidth estimate x downtime-limit."""
+    return rate_bytes_s * max_downtime_s
+
+
+def check_interval_s(cap_bound: bool) -> float:
+    return CAP_BOUND_CHECK_INTERVAL_S if cap_bound else LINK_BOUND_CHECK_INTERVAL_S
+
+
+def time_to_next_sync(state: PrecopyState, rule: str, rate_bytes_s: float, threshold_b: float,
+                      interval_s: float) -> float:
+    """Seconds of sending, at a constant rate, until the rule next syncs the dirty bitmap."""
+    drain_s = state.wire_bytes_pending / rate_bytes_s
+    if rule == "pass-end":
+        return drain_s
+    pages_per_check = rate_bytes_s * interval_s / state.wire_bytes_per_page
+    threshold_pages = threshold_b / state.page_size_bytes
+    over = state.bitmap_pages - threshold_pages
+    checks = 0 if over < 0 else math.floor(over / pages_per_check) + 1
+    return min(checks * interval_s, drain_s)
+
+
+def send(state: PrecopyState, duration_s: float, rate_bytes_s: float) -> None:
+    """Sends for `duration_s` at `rate_bytes_s`, zero and data pages in proportion (QEMU walks the
+    bitmap in address order, and zero pages are spread through it)."""
+    wire = min(duration_s * rate_bytes_s, state.wire_bytes_pending)
+    if wire > 0:
+        sent_fraction = wire / state.wire_bytes_pending
+        state.bitmap_data_pages -= state.bitmap_data_pages * sent_fraction
+        state.bitmap_zero_pages -= state.bitmap_zero_pages * sent_fraction
+        state.bytes_sent += wire
+    state.t_s += duration_s
+
+
+def sync(state: PrecopyState, dirty: DirtyModel) -> None:
+    """One bitmap sync: pages dirtied since the last one join the pending set, counted once where
+    they were still pending (a dirtied page is as likely to be any written page)."""
+    until = min(state.t_s, state.dirty_until_s)
+    dirtied = dirty.distinct_pages(state.last_sync_s, until) if until > state.last_sync_s else 0.0
+    if state.universe_pages > 0:
+        fresh = dirtied * (1.0 - state.bitmap_data_pages / state.universe_pages)
+        state.bitmap_data_pages = min(state.universe_pages, state.bitmap_data_pages + fresh)
+    state.last_sync_s = state.t_s
+    state.syncs += 1
+
+
+def below_threshold(state: PrecopyState, threshold_b: float) -> bool:
+    return state.pending_bytes < threshold_b
+
+
+def stalled(state: PrecopyState, threshold_b: float, stationary_after_s: float) -> bool:
+    """After a sync that did not switch over: has the gap between the pending set and the threshold
+    stopped shrinking for good? A geometric approach (dirty rate below bandwidth) keeps shrinking it
+    by a fixed fraction; a saturated hot set or a rate above bandwidth does not."""
+    gap = state.pending_bytes - threshold_b
+    if gap < state.best_gap_bytes * (1.0 - NO_PROGRESS_FRACTION):
+        state.best_gap_bytes = gap
+        state.syncs_without_progress = 0
+    elif state.t_s >= stationary_after_s:
+        state.syncs_without_progress += 1
+    return state.syncs_without_progress >= NO_PROGRESS_SYNCS or state.syncs >= MAX_SYNCS

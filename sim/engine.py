@@ -1,0 +1,379 @@
+"""The SimPy engine: one libvirt v3 migration, phase by phase, as generator processes.
+
+The engine only schedules: the pre-copy rule, the polling rule and the windows' definitions come
+from `pausecast.models`. It does no I/O; it returns the result record and its event log.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from ..models import switchover as rule
+from ..models.association import waits_for_switch
+from ..models.dirty import DirtyModel, dirty_model_for, written_pages
+from ..models.phases import Phase, network_outage_s
+from ..models.record import MigrationRecord
+from ..models.scenario import Scenario
+from ..models.units import mbit_s_to_bytes_s, mib_s_to_bytes_s, mib_to_bytes, mib_to_pages, ms_to_s, s_to_ms
+from .switch import LibvirtView, Switch
+
+
+@dataclass(frozen=True)
+class Event:
+    t_s: float
+    host: str
+    name: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    record: MigrationRecord
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True)
+class LinkRates:
+    """The rates one migration sees: live phase (capped), final copy (never capped)."""
+
+    live_bytes_s: float
+    final_bytes_s: float
+    cap_bound: bool
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario) -> LinkRates:
+        line = mbit_s_to_bytes_s(scenario.link.bandwidth_mbit_s) * scenario.link.efficiency
+        cap_mib_s = scenario.migration.bandwidth_mib_s
+        cap = mib_s_to_bytes_s(cap_mib_s) if cap_mib_s > 0 else math.inf
+        return cls(min(line, cap), line, cap < line)
+
+
+@dataclass
+class _Marks:
+    """What the run has seen so far, relative to the migration's start."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+    failure: str = ""
+    forced: str = ""
+    converged: bool = False
+    iterations: int = 0
+    bytes_sent: float = 0.0
+
+
+class MigrationRun:
+    """One migration in one SimPy environment. `run()` is the process; the parts are sub-processes."""
+
+    def __init__(self, env: simpy.Environment, scenario: Scenario, switch: Switch | None,
+                 dirty: DirtyModel, rates: LinkRates) -> None:
+        self.env = env
+        self.s = scenario
+        self.switch = switch
+        self.dirty = dirty
+        self.rates = rates
+        self.events: list[Event] = []
+        self.m = _Marks()
+        self.t0 = env.now
+        self.oh = scenario.overheads
+        self.half_rtt_s = ms_to_s(scenario.link.rtt_ms) / 2
+        self.port_type = scenario.port_profile.type
+        self.port_answers: list[simpy.Event] = []
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.env.now - self.t0
+
+    def log(self, host: str, name: str, detail: str = "") -> None:
+        self.events.append(Event(self.now(), host, name, detail))
+
+    def mark(self, phase: Phase, edge: str) -> None:
+        self.m.phases[f"{phase}_{edge}_s"] = self.now()
+        self.log(_HOST[phase], f"{phase} {edge}")
+
+    def wait(self, seconds: float):
+        return self.env.timeout(max(0.0, seconds))
+
+    # -- port profiles -------------------------------------------------------------------------
+    def _port_requests(self, request: str, host: str):
+        """Sends `request` for every vNIC in turn. Returns (ok, libvirt-observed seconds, reason)."""
+        if self.port_type == "none":
+            return True, 0.0, ""
+        total = 0.0
+        for vnic in range(self.s.port_profile.vnics):
+            if waits_for_switch(self.port_type, request):
+                view: LibvirtView = yield self.env.process(self.switch.libvirt_request(request))
+                self.m.values["switch_wait_ms"] = (self.m.values.get("switch_wait_ms", 0.0)
+                                                   + s_to_ms(view.answer.wait_s if view.answer else 0.0))
+                total += view.observed_s
+                self.log(host, request, f"vnic {vnic}: {'ok' if view.ok else view.reason} "
+                                        f"after {s_to_ms(view.observed_s):.0f} ms")
+                if not view.ok:
+                    return False, total, view.reason
+            else:
+                sent_at = self.env.now
+                answered = self.switch.request(request)
+                answered.callbacks.append(lambda ev, t=sent_at, r=request: self._late_answer(ev, t, r))
+                self.port_answers.append(answered)
+                self.log(host, request, f"vnic {vnic}: sent, libvirt does not wait")
+        return True, total, ""
+
+    def _late_answer(self, answered: simpy.Event, sent_at: float, request: str) -> None:
+        latency = self.env.now - sent_at
+        key = f"{request}_answer_s"
+        self.m.values[key] = max(self.m.values.get(key, 0.0), self.now())
+        self.m.values[f"{request}_latency_s"] = max(self.m.values.get(f"{request}_latency_s", 0.0), latency)
+
+    # -- the five phases -----------------------------------------------------------------------
+    def run(self):
+        self.mark(Phase.BEGIN, "start")
+        yield self.wait(ms_to_s(self.oh.begin_ms))
+        self.mark(Phase.BEGIN, "end")
+
+        self.mark(Phase.PREPARE, "start")
+        yield self.wait(self.half_rtt_s + ms_to_s(self.oh.prepare_ms))
+        ok, observed_s, reason = yield from self._port_requests("preassociate", "destination")
+        self.m.values["preassociation_ms"] = s_to_ms(observed_s)
+        yield self.wait(self.half_rtt_s)
+        self.mark(Phase.PREPARE, "end")
+        if not ok:
+            self.m.failure = reason
+            self.log("source", "abort", reason)
+            return
+
+        self.mark(Phase.PERFORM, "start")
+        outcome = yield from self._perform()
+        self.mark(Phase.PERFORM, "end")
+        if outcome == "aborted":
+            yield from self._cancel()
+            return
+        if outcome == "stalled":
+            return
+
+        self.mark(Phase.FINISH, "start")
+        if self.m.forced != "postcopy":
+            yield from self._finish()
+        else:
+            yield from self._finish_after_postcopy()
+        self.mark(Phase.FINISH, "end")
+
+        self.mark(Phase.CONFIRM, "start")
+        yield self.wait(self.half_rtt_s)
+        if self.m.failure:
+            # Finish failed: libvirt's Confirm resumes the source guest instead of killing it
+            yield self.wait(ms_to_s(self.oh.resume_ms))
+            self.m.values["source_resume_s"] = self.now()
+            self.log("source", "resume", "migration failed, guest stays on the source")
+        else:
+            yield self.wait(ms_to_s(self.oh.confirm_ms))
+            _, observed_s, _ = yield from self._port_requests("disassociate", "source")
+            self.m.values["disassociation_ms"] = s_to_ms(observed_s)
+        self.mark(Phase.CONFIRM, "end")
+        if self.port_answers:
+            # the run ends when late 802.1Qbg answers are in, so the outage is known (or never comes)
+            yield self.env.any_of([self.env.all_of(self.port_answers),
+                                   self.env.timeout(self.s.switch.timeout_s)])
+
+    def _perform(self):
+        """Setup, iterative pre-copy under the switchover rule, stop-and-copy. Returns an outcome."""
+        vm, mig = self.s.vm, self.s.migration
+        setup_s = ms_to_s(self.oh.setup_ms) + 2 * self.half_rtt_s
+        self.m.values["setup_time_ms"] = s_to_ms(setup_s)
+        yield self.wait(setup_s)
+        live_start = self.env.now
+        self.m.values["live_start_s"] = self.now()
+        zero_pages = mib_to_pages(vm.memory_mib, vm.page_size_bytes) * vm.zero_page_fraction
+        state = rule.start_precopy(vm.page_size_bytes, written_pages(vm), zero_pages)
+        rate = self.rates.live_bytes_s
+        threshold = rule.threshold_bytes(rate, ms_to_s(mig.max_downtime_ms))
+        interval = rule.check_interval_s(self.rates.cap_bound)
+        deadline = self.t0 + mig.timeout_s if mig.timeout_s > 0 else math.inf
+        pause_at = math.inf
+        self.log("source", "sync", f"iteration {state.syncs}: setup, {state.pending_bytes / 2**20:.1f} MiB")
+        while not rule.below_threshold(state, threshold):
+            step = rule.time_to_next_sync(state, mig.switchover_rule, rate, threshold, interval)
+            if not self.m.forced and self.env.now + step >= deadline:
+                rule.send(state, deadline - self.env.now, rate)
+                yield self.wait(deadline - self.env.now)
+                outcome = self._on_timeout(state)
+                if outcome != "paused":
+                    self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent
+                    if outcome == "postcopy":
+                        yield from self._postcopy(state, live_start)
+                    return outcome
+                pause_at = self.env.now
+                continue
+            yield self.wait(step)
+            rule.send(state, step, rate)
+            rule.sync(state, self.dirty)
+            self.log("source", "sync", f"iteration {state.syncs}: {state.pending_bytes / 2**20:.1f} MiB")
+            if not self.m.forced and rule.stalled(state, threshold, self.dirty.stationary_after_s):
+                if deadline == math.inf:
+                    self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent
+                    self.m.failure = "not-converged"
+                    self.m.values["precopy_time_s"] = math.inf
+                    self.log("source", "not converging", f"{state.pending_bytes / 2**20:.1f} MiB pending")
+                    return "stalled"
+                self._fast_forward(state, deadline, rate)
+                yield self.wait(deadline - self.env.now - 1e-12)
+        self.m.converged = True
+        stop_at = self.env.now
+        frozen_at = min(stop_at, pause_at)
+        self.m.values["precopy_time_s"] = frozen_at - live_start
+        self.m.values["source_stop_s"] = frozen_at - self.t0
+        self.log("source", "stop", f"{state.pending_bytes / 2**20:.1f} MiB left")
+        handshake_s = ms_to_s(self.oh.handshake_ms)
+        final_wire = state.wire_bytes_pending + mib_to_bytes(vm.device_state_mib)
+        final_s = final_wire / self.rates.final_bytes_s
+        yield self.wait(handshake_s + final_s)
+        state.syncs += 1  # the completion sync in the stop-and-copy
+        self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent + final_wire
+        self.m.values.update(downtime_ms=s_to_ms(self.env.now - stop_at), final_copy_ms=s_to_ms(final_s),
+                             handshake_ms=s_to_ms(handshake_s))
+        return "completed"
+
+    def _on_timeout(self, state: rule.PrecopyState) -> str:
+        action = self.s.migration.timeout_action
+        self.log("source", "timeout", action)
+        if action == "abort":
+            self.m.failure = "timeout"
+            self.m.values["precopy_time_s"] = self.now() - self.m.values["live_start_s"]
+            return "aborted"
+        self.m.forced = action
+        if action == "pause":
+            state.dirty_until_s = state.t_s
+            return "paused"
+        return "postcopy"
+
+    def _fast_forward(self, state: rule.PrecopyState, deadline: float, rate: float) -> None:
+        """A stalled pre-copy before its timeout is in steady state: skip to just before the deadline
+        with the link busy the whole time and the pending set as it is now."""
+        gap = max(0.0, deadline - self.env.now - 1e-12)
+        state.t_s += gap
+        state.last_sync_s += gap
+        state.bytes_sent += gap * rate
+        self.log("source", "steady state", f"skipping {gap:.1f} s to the timeout")
+
+    def _postcopy(self, state: rule.PrecopyState, live_start: float):
+        """Post-copy after a timeout: the destination runs once the device state is there; the rest
+        of RAM follows at full link speed (max-postcopy-bandwidth 0 = unlimited)."""
+        self.m.converged = True
+        stop_at = self.env.now
+        self.m.values["precopy_time_s"] = stop_at - live_start
+        self.m.values["source_stop_s"] = stop_at - self.t0
+        handshake_s = ms_to_s(self.oh.handshake_ms)
+        device_bytes = mib_to_bytes(self.s.vm.device_state_mib)
+        device_s = device_bytes / self.rates.final_bytes_s
+        yield self.wait(handshake_s + device_s)
+        self.m.values.update(downtime_ms=s_to_ms(self.env.now - stop_at), final_copy_ms=s_to_ms(device_s),
+                             handshake_ms=s_to_ms(handshake_s))
+        yield self.wait(self.half_rtt_s + ms_to_s(self.oh.resume_ms))
+        self.m.values.update(destination_start_s=self.now(), finish_rpc_ms=s_to_ms(self.half_rtt_s),
+                             resume_ms=self.oh.resume_ms)
+        self.log("destination", "resume", "post-copy: pages follow on demand")
+        remaining = state.wire_bytes_pending
+        yield self.wait(remaining / self.rates.final_bytes_s)
+        self.m.bytes_sent = state.bytes_sent + remaining + device_bytes
+        self.m.iterations = state.syncs + 1
+
+    def _cancel(self):
+        """The pre-copy was aborted: the destination QEMU is killed, the source guest never stopped."""
+        self.mark(Phase.FINISH, "start")
+        yield self.wait(2 * self.half_rtt_s)
+        self.mark(Phase.FINISH, "end")
+        self.mark(Phase.CONFIRM, "start")
+        yield self.wait(self.half_rtt_s)
+        self.mark(Phase.CONFIRM, "end")
+
+    def _finish(self):
+        yield self.wait(self.half_rtt_s)
+        yield self.wait(ms_to_s(self.oh.finish_ms))
+        ok, observed_s, reason = yield from self._port_requests("associate", "destination")
+        self.m.values.update(finish_rpc_ms=s_to_ms(self.half_rtt_s), finish_work_ms=self.oh.finish_ms,
+                             association_wait_ms=s_to_ms(observed_s))
+        if not ok:
+            self.m.failure = reason
+            self.log("destination", "abort", f"{reason}: destination QEMU killed")
+            return
+        yield self.wait(ms_to_s(self.oh.resume_ms))
+        self.m.values.update(destination_start_s=self.now(), resume_ms=self.oh.resume_ms)
+        self.log("destination", "resume")
+
+    def _finish_after_postcopy(self):
+        yield self.wait(self.half_rtt_s + ms_to_s(self.oh.finish_ms))
+        ok, observed_s, reason = yield from self._port_requests("associate", "destination")
+        self.m.values["association_wait_ms"] = s_to_ms(observed_s)
+        self.m.values["postcopy_port_ready_s"] = self.now()
+        if not ok:
+            self.m.failure = reason
+
+    # -- the record ----------------------------------------------------------------------------
+    def record(self, seed: int, engine: str = "sim") -> MigrationRecord:
+        m, v = self.m, self.m.values
+        stop = v.get("source_stop_s", math.nan)
+        if m.failure and "destination_start_s" not in v:
+            # the guest stayed on the source: frozen from its stop until it resumed there (if ever)
+            end_of_pause = v.get("source_resume_s", stop)
+            pause = outage = (end_of_pause - stop) if not math.isnan(stop) else 0.0
+            association = 0.0
+        else:
+            start = v["destination_start_s"]
+            pause = start - stop
+            port_ready = start
+            association = v.get("association_wait_ms", 0.0) / 1000.0
+            if self.port_type == "802.1Qbg":
+                port_ready = v.get("associate_answer_s", math.inf)
+                association = v.get("associate_latency_s", math.inf)
+            if m.forced == "postcopy":
+                port_ready = max(port_ready, v.get("postcopy_port_ready_s", start))
+            outage = network_outage_s(stop, start, port_ready, ms_to_s(self.oh.announce_ms))
+        total = m.phases.get("confirm_end_s", m.phases.get("perform_end_s", self.now()))
+        if m.failure == "not-converged":
+            total = math.inf
+        live = v.get("precopy_time_s", math.nan)
+        dirty_rate = self.dirty.distinct_pages(0.0, live) / live if 0 < live < math.inf else 0.0
+        return MigrationRecord(
+            scenario_id=self.s.scenario_id, engine=engine, seed=seed, scenario_name=self.s.name,
+            converged=m.converged, failure=m.failure, forced=m.forced, iterations=m.iterations,
+            total_time_s=total, precopy_time_s=live,
+            downtime_ms=v.get("downtime_ms", 0.0), pause_window_ms=s_to_ms(pause),
+            network_outage_ms=s_to_ms(outage), association_ms=s_to_ms(association),
+            bytes_sent=m.bytes_sent, final_copy_ms=v.get("final_copy_ms", 0.0),
+            handshake_ms=v.get("handshake_ms", 0.0), finish_rpc_ms=v.get("finish_rpc_ms", 0.0),
+            finish_work_ms=v.get("finish_work_ms", 0.0),
+            association_wait_ms=v.get("association_wait_ms", 0.0), resume_ms=v.get("resume_ms", 0.0),
+            preassociation_ms=v.get("preassociation_ms", 0.0),
+            disassociation_ms=v.get("disassociation_ms", 0.0), switch_wait_ms=v.get("switch_wait_ms", 0.0),
+            setup_time_ms=v.get("setup_time_ms", 0.0), dirty_rate_pages_s=dirty_rate,
+            **{name: m.phases.get(name, math.nan) for name in _PHASE_COLUMNS},
+        )
+
+
+_HOST = {Phase.BEGIN: "source", Phase.PREPARE: "destination", Phase.PERFORM: "source",
+         Phase.FINISH: "destination", Phase.CONFIRM: "source"}
+_PHASE_COLUMNS = tuple(f"{p}_{edge}_s" for p in Phase for edge in ("start", "end"))
+
+
+def _needs_rng(scenario: Scenario) -> bool:
+    sw = scenario.switch
+    return scenario.port_profile.type != "none" and (
+        sw.background_load_per_s > 0 or sw.service_distribution != "constant")
+
+
+def simulate(scenario: Scenario, seed: int = 0) -> Prediction:
+    """Predicts one migration. Deterministic for a given scenario and seed."""
+    env = simpy.Environment()
+    rng = np.random.default_rng(seed) if _needs_rng(scenario) else None
+    switch = Switch(env, scenario.switch, rng) if scenario.port_profile.type != "none" else None
+    if switch is not None and switch.warmup_s() > 0:
+        env.run(until=switch.warmup_s())
+    run = MigrationRun(env, scenario, switch, dirty_model_for(scenario.vm), LinkRates.for_scenario(scenario))
+    env.run(until=env.process(run.run()))
+    return Prediction(run.record(seed), tuple(run.events))
+
+
+def predict(scenario: Scenario, seed: int = 0) -> MigrationRecord:
+    return simulate(scenario, seed).record
