@@ -8,7 +8,7 @@ demo:
 	$(VENV)/bin/pausecast predict examples/busy-database.toml
 
 test:
-	scripts/bootstrap.sh dev
+	scripts/bootstrap.sh dev,dist,executor
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 

@@ -179,7 +179,7 @@ def _check_scalar(f: dataclasses.Field, value: Any, path: str) -> Any:
     above = hi is not None and (value >= hi if meta.get("hi_open") else value > hi)
     if below or above:
         left = "(" if meta.get("lo_open") else "["
-        right = ")" if meta.get("hi_open") else "]"
+        right = ")" if meta.get("hi_open") or hi is None else "]"
         lo_txt = "-inf" if lo is None else f"{lo:g}"
         hi_txt = "inf" if hi is None else f"{hi:g}"
         raise ScenarioError(path, value, f"allowed range {left}{lo_txt}, {hi_txt}{right}")

@@ -1,0 +1,79 @@
+"""The command line as a user meets it: output, JSON, one-line errors with a non-zero exit."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pausecast.models.record import REQUIRED_COLUMNS
+
+from pausecast.cli import main
+
+from .test_scenario import SINGLE_VM_EXAMPLES
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pausecast", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_predict_default_shows_convergence_times_and_the_pause_breakdown(capsys):
+    assert main(["predict"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("converged        yes, after 5 iterations", "pause window", "final copy", "Finish work",
+                   "association", "resume", "network outage", "phase timeline", "confirm"):
+        assert needle in out
+
+
+def test_predict_json_is_the_record(capsys):
+    assert main(["predict", "--json", "--events", "--set", "vm.dirty.rate_mib_s=2000"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert set(REQUIRED_COLUMNS) <= set(row)
+    assert row["failure"] == "not-converged"
+    assert row["total_time_s"] is None  # never: strict JSON has no infinity
+    assert row["events"][0][2] == "begin start"
+
+
+@pytest.mark.parametrize("path", SINGLE_VM_EXAMPLES, ids=lambda p: p.name)
+def test_every_example_predicts(path, capsys):
+    assert main(["predict", str(path), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["scenario_name"] == path.stem
+    assert row["failure"] == "" and math.isfinite(row["total_time_s"])
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["predict", "--set", "vm.memory_mib=-1"], "vm.memory_mib = -1.0: allowed range (0, inf)"),
+    (["predict", "--set", "link.speed=10"], "link.speed = 10: unknown key; valid keys: bandwidth_mbit_s"),
+    (["predict", "--set", "migration.switchover_rule=fast"], "allowed: qemu | pass-end"),
+    (["predict", "/no/such/file.toml"], "cannot be read"),
+])
+def test_bad_input_is_one_line_and_exit_2_without_traceback(args, needle):
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pausecast: error: ")
+    assert needle in lines[0]
+
+
+def test_invalid_toml_is_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[vm\nmemory_mib = 4\n")
+    done = run_cli("predict", str(bad))
+    assert done.returncode == 2 and "not valid TOML" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_help_explains_the_command():
+    done = run_cli("predict", "--help")
+    assert done.returncode == 0
+    assert "pause window" in done.stdout and "--set" in done.stdout
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "pausecast"
+    assert script.exists()
+    done = subprocess.run([str(script), "predict", "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads(done.stdout)["converged"] is True
