@@ -9,6 +9,7 @@ import argparse
 import time
 
 import numpy as np
+
 from pausecast.models.scenario import Scenario, scenario_from_dict
 from pausecast.sim import predict
 

@@ -3,6 +3,7 @@ import os
 
 import pytest
 from hypothesis import settings
+
 from pausecast.models.scenario import scenario_from_dict
 
 # CI explores the same examples every run, so a red build always reproduces

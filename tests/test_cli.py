@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from pausecast.models.record import REQUIRED_COLUMNS
 
 from pausecast.cli import main
+from pausecast.models.record import REQUIRED_COLUMNS
 
 from .test_scenario import SINGLE_VM_EXAMPLES
 

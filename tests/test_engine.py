@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from pausecast.sim import predict, simulate
 
 from .conftest import make

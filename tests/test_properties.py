@@ -5,6 +5,7 @@ import math
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from pausecast.models.switchover import CAP_BOUND_CHECK_INTERVAL_S
 from pausecast.sim import predict
 

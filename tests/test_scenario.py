@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from pausecast import default_scenario_path
 from pausecast.models.dirty import ConstantDirty, HotColdDirty, dirty_model_for
 from pausecast.models.errors import ScenarioError
 from pausecast.models.overheads import DEFAULT_PROFILE_MS
@@ -16,8 +18,6 @@ from pausecast.models.scenario import (
     scenario_from_toml,
     scenario_to_toml,
 )
-
-from pausecast import default_scenario_path
 
 EXAMPLES = sorted(Path(__file__).resolve().parent.parent.joinpath("examples").glob("*.toml"))
 SINGLE_VM_EXAMPLES = [p for p in EXAMPLES if "[vm]" in p.read_text() and "[[" not in p.read_text()]

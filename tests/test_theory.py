@@ -5,6 +5,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pausecast.models.closed_form import closed_form
 from pausecast.models.scenario import scenario_from_dict
 from pausecast.sim import predict, simulate
