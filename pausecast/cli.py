@@ -4,16 +4,17 @@ this module only wires them up and turns input errors into one line and a non-ze
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from . import cmd_predict
+from . import cmd_evacuate, cmd_predict
 from .models.errors import ScenarioError
 
 # exit codes: 0 success; 1 a verdict the caller asked about went the other way (e.g. no-go); 2 bad input
 EXIT_BAD_INPUT = 2
 
-COMMANDS = (cmd_predict,)
+COMMANDS = (cmd_predict, cmd_evacuate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pausecast: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `pausecast ... | head`: the reader left; say nothing more
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout is closed at exit
+        return 0
 
 
 if __name__ == "__main__":
