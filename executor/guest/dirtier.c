@@ -15,9 +15,9 @@
  * log to see that the guest keeps running (e.g. after a failed migration) and what rate it achieved.
  *
  * Pacing uses the 8254 PIT's IRQ0 at ~1 kHz and HLT in between, so an idle-ish guest costs little host
- * CPU (two TCG guests must not saturate a 2-core box). Ticks lost while the vCPU cannot run (throttled
- * by auto-converge, starved) are not made up beyond max_lag_ms: the achieved rate then drops, as a real
- * workload's would.
+ * CPU (two TCG guests must not saturate a 2-core box). Ticks the vCPU misses while it cannot run
+ * (throttled by auto-converge, starved) are lost, and a write backlog beyond max_lag_ms is dropped: the
+ * achieved rate then drops, as a real workload's would.
  *
  * Build: gcc -m32 -ffreestanding -nostdlib, ld -m elf_i386 -T dirtier.ld (see guest_build.py). There is
  * no 64-bit division, so no libgcc: gcc inlines 64-bit add/sub/mul/compare.
@@ -110,6 +110,31 @@ void fault(void) __attribute__((used, noreturn));
 void fault(void) {
     puts("pcd fault\n"); /* a CPU exception: nothing sensible to do but stop visibly */
     for (;;) __asm__ volatile("cli; hlt");
+}
+
+/* ---- keeping QEMU's dirty log honest under TCG ----
+ * QEMU before 9.0 (Debian 12 ships 7.2) does not reset TCG's TLB when a migration bitmap sync clears
+ * a page's dirty bit, so later writes through a TLB entry that is still cached are not logged: the
+ * destination gets a stale copy of every page the guest keeps hot (our stack, so our own clock state),
+ * and fewer dirty pages are counted than were written. Dropping the whole TLB (toggling CR4.PGE flushes
+ * it even with paging off) makes the next write to each page take the logged slow path. We do it before
+ * the region writes of each tick, and again before touching every page that holds our own state, so
+ * the last write to any page is always a logged one. Harmless and cheap under KVM. */
+extern char __data_start[], __bss_end[];
+
+static void tlb_flush(void) {
+    u32 cr4;
+    __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+    __asm__ volatile("mov %0, %%cr4" ::"r"(cr4 ^ 0x80u) : "memory");
+    __asm__ volatile("mov %0, %%cr4" ::"r"(cr4) : "memory");
+}
+
+static void relog_own_pages(void) {
+    tlb_flush();
+    for (u32 a = (u32)__data_start & ~(PAGE - 1); a < (u32)__bss_end; a += PAGE) {
+        volatile u32 *w = (volatile u32 *)a;
+        *w = *w; /* same value, but a logged write */
+    }
 }
 
 /* ---- interrupts: IDT, PIC remapped to 0x20-0x2F with only IRQ0 unmasked, PIT channel 0 ---- */
@@ -263,8 +288,10 @@ void kmain(struct mb_info *mb) {
         /* "sti; hlt" is atomic with respect to interrupts (STI's one-instruction shadow): no lost
          * wake-up between the check and the halt. */
         __asm__ volatile("cli");
+        relog_own_pages(); /* with interrupts off: nothing writes our state after this */
         if (irq0_count == seen) __asm__ volatile("sti; hlt");
         __asm__ volatile("sti");
+        tlb_flush();
         u32 n = irq0_count - seen;
         seen += n;
         u32 ticks = n * PIT_RELOAD;
