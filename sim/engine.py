@@ -104,8 +104,9 @@ class MigrationRun:
             return True, 0.0, ""
         total = 0.0
         for vnic in range(self.s.port_profile.vnics):
+            switch = self._switch_for(host)
             if waits_for_switch(self.port_type, request):
-                view: LibvirtView = yield self.env.process(self.switch.libvirt_request(request))
+                view: LibvirtView = yield self.env.process(switch.libvirt_request(request))
                 self.m.values["switch_wait_ms"] = (self.m.values.get("switch_wait_ms", 0.0)
                                                    + s_to_ms(view.answer.wait_s if view.answer else 0.0))
                 total += view.observed_s
@@ -115,11 +116,15 @@ class MigrationRun:
                     return False, total, view.reason
             else:
                 sent_at = self.env.now
-                answered = self.switch.request(request)
+                answered = switch.request(request)
                 answered.callbacks.append(lambda ev, t=sent_at, r=request: self._late_answer(ev, t, r))
                 self.port_answers.append(answered)
                 self.log(host, request, f"vnic {vnic}: sent, libvirt does not wait")
         return True, total, ""
+
+    def _switch_for(self, host: str) -> Switch:
+        """The switch that answers `host`'s port requests: one for both ends of a single migration."""
+        return self.switch
 
     def _late_answer(self, answered: simpy.Event, sent_at: float, request: str) -> None:
         latency = self.env.now - sent_at
@@ -187,17 +192,22 @@ class MigrationRun:
         self.m.values["live_start_s"] = self.now()
         zero_pages = mib_to_pages(vm.memory_mib, vm.page_size_bytes) * vm.zero_page_fraction
         state = rule.start_precopy(vm.page_size_bytes, written_pages(vm), zero_pages)
-        rate = self.rates.live_bytes_s
-        threshold = rule.threshold_bytes(rate, ms_to_s(mig.max_downtime_ms))
-        interval = rule.check_interval_s(self.rates.cap_bound)
+        rate, threshold, interval = self._live_rates()
         deadline = self.t0 + mig.timeout_s if mig.timeout_s > 0 else math.inf
         pause_at = math.inf
+        # a step cut short by a change of rate ends between checks: QEMU decides only after a sync
+        may_stop = True
         self.log("source", "sync", f"iteration {state.syncs}: setup, {state.pending_bytes / 2**20:.1f} MiB")
-        while not rule.below_threshold(state, threshold):
+        while not (may_stop and rule.below_threshold(state, threshold)):
+            may_stop = True
             step = rule.time_to_next_sync(state, mig.switchover_rule, rate, threshold, interval)
             if not self.m.forced and self.env.now + step >= deadline:
-                rule.send(state, deadline - self.env.now, rate)
-                yield self.wait(deadline - self.env.now)
+                to_deadline = deadline - self.env.now
+                yield self._sending(to_deadline)
+                if not self._sent(state, to_deadline, rate):
+                    rate, threshold, interval = self._live_rates()
+                    may_stop = False
+                    continue
                 outcome = self._on_timeout(state)
                 if outcome != "paused":
                     self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent
@@ -206,19 +216,22 @@ class MigrationRun:
                     return outcome
                 pause_at = self.env.now
                 continue
-            yield self.wait(step)
-            rule.send(state, step, rate)
+            yield self._sending(step)
+            if not self._sent(state, step, rate):
+                rate, threshold, interval = self._live_rates()
+                may_stop = False
+                continue
             rule.sync(state, self.dirty)
             self.log("source", "sync", f"iteration {state.syncs}: {state.pending_bytes / 2**20:.1f} MiB")
             if not self.m.forced and rule.stalled(state, threshold, self.dirty.stationary_after_s):
-                if deadline == math.inf:
+                if deadline == math.inf and not self._may_speed_up(rate):
                     self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent
                     self.m.failure = "not-converged"
                     self.m.values["precopy_time_s"] = math.inf
                     self.log("source", "not converging", f"{state.pending_bytes / 2**20:.1f} MiB pending")
                     return "stalled"
-                self._fast_forward(state, deadline, rate)
-                yield self.wait(deadline - self.env.now - 1e-12)
+                yield from self._ride_out_stall(state, deadline, rate)
+                rate, threshold, interval = self._live_rates()
         self.m.converged = True
         stop_at = self.env.now
         frozen_at = min(stop_at, pause_at)
@@ -227,8 +240,7 @@ class MigrationRun:
         self.log("source", "stop", f"{state.pending_bytes / 2**20:.1f} MiB left")
         handshake_s = ms_to_s(self.oh.handshake_ms)
         final_wire = state.wire_bytes_pending + mib_to_bytes(vm.device_state_mib)
-        final_s = final_wire / self.rates.final_bytes_s
-        yield self.wait(handshake_s + final_s)
+        final_s = yield from self._stop_and_copy(handshake_s, final_wire)
         state.syncs += 1  # the completion sync in the stop-and-copy
         self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent + final_wire
         self.m.values.update(downtime_ms=s_to_ms(self.env.now - stop_at), final_copy_ms=s_to_ms(final_s),
@@ -248,14 +260,50 @@ class MigrationRun:
             return "paused"
         return "postcopy"
 
-    def _fast_forward(self, state: rule.PrecopyState, deadline: float, rate: float) -> None:
-        """A stalled pre-copy before its timeout is in steady state: skip to just before the deadline
-        with the link busy the whole time and the pending set as it is now."""
-        gap = max(0.0, deadline - self.env.now - 1e-12)
+    # -- the link as this migration sees it: constant here; a fleet overrides these (sim/fleet.py) ---
+    def _live_rates(self) -> tuple[float, float, float]:
+        """The live phase's rate, QEMU's switchover threshold at that rate, and its check interval."""
+        rate = self.rates.live_bytes_s
+        return (rate, rule.threshold_bytes(rate, ms_to_s(self.s.migration.max_downtime_ms)),
+                rule.check_interval_s(self.rates.cap_bound))
+
+    def _sending(self, duration_s: float) -> simpy.Event:
+        """What a live step waits for: `duration_s` of sending (or, in a fleet, a change of rate)."""
+        return self.wait(duration_s)
+
+    def _sent(self, state: rule.PrecopyState, duration_s: float, rate: float) -> bool:
+        """After the wait: adds what went out at `rate`. False when the rate changed before the step's
+        end (the state then holds what was sent until the change)."""
+        rule.send(state, duration_s, rate)
+        return True
+
+    def _may_speed_up(self, rate: float) -> bool:
+        """Could a stalled pre-copy still get more bandwidth (and so a higher threshold)?"""
+        return False
+
+    def _ride_out_stall(self, state: rule.PrecopyState, deadline: float, rate: float):
+        """A stalled pre-copy is in steady state until its timeout: skip there."""
+        self._fast_forward(state, deadline - self.env.now - 1e-12, rate, "to the timeout")
+        yield self.wait(deadline - self.env.now - 1e-12)
+
+    def _stop_and_copy(self, handshake_s: float, wire_bytes: float):
+        """The guest is stopped: the handshake, then `wire_bytes` uncapped. Returns the copy's seconds."""
+        final_s = wire_bytes / self.rates.final_bytes_s
+        yield self.wait(handshake_s + final_s)
+        return final_s
+
+    def _transfer(self, wire_bytes: float):
+        """Post-copy pulls the rest of RAM uncapped."""
+        yield self.wait(wire_bytes / self.rates.final_bytes_s)
+
+    def _fast_forward(self, state: rule.PrecopyState, seconds: float, rate: float, until: str) -> None:
+        """A stalled pre-copy is in steady state: skip `seconds` with the link busy the whole time and
+        the pending set as it is now."""
+        gap = max(0.0, seconds)
         state.t_s += gap
         state.last_sync_s += gap
         state.bytes_sent += gap * rate
-        self.log("source", "steady state", f"skipping {gap:.1f} s to the timeout")
+        self.log("source", "steady state", f"skipping {gap:.1f} s {until}")
 
     def _postcopy(self, state: rule.PrecopyState, live_start: float):
         """Post-copy after a timeout: the destination runs once the device state is there; the rest
@@ -266,8 +314,7 @@ class MigrationRun:
         self.m.values["source_stop_s"] = stop_at - self.t0
         handshake_s = ms_to_s(self.oh.handshake_ms)
         device_bytes = mib_to_bytes(self.s.vm.device_state_mib)
-        device_s = device_bytes / self.rates.final_bytes_s
-        yield self.wait(handshake_s + device_s)
+        device_s = yield from self._stop_and_copy(handshake_s, device_bytes)
         self.m.values.update(downtime_ms=s_to_ms(self.env.now - stop_at), final_copy_ms=s_to_ms(device_s),
                              handshake_ms=s_to_ms(handshake_s))
         yield self.wait(self.half_rtt_s + ms_to_s(self.oh.resume_ms))
@@ -275,7 +322,7 @@ class MigrationRun:
                              resume_ms=self.oh.resume_ms)
         self.log("destination", "resume", "post-copy: pages follow on demand")
         remaining = state.wire_bytes_pending
-        yield self.wait(remaining / self.rates.final_bytes_s)
+        yield from self._transfer(remaining)
         self.m.bytes_sent = state.bytes_sent + remaining + device_bytes
         self.m.iterations = state.syncs + 1
 
