@@ -8,13 +8,12 @@ for checking the queue against M/M/c theory.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import simpy
 
-from ..models.association import observed_latency_s
+from ..models.association import observed_latency_s, sample_service_s
 from ..models.scenario import SwitchSpec
 from ..models.units import ms_to_s
 
@@ -68,16 +67,6 @@ class Switch:
             return 0.0
         return min(60.0, max(5.0, 200.0 / rate, 20.0 * self.mean_service_s))
 
-    def _service_s(self) -> float:
-        mean, dist = self.mean_service_s, self.spec.service_distribution
-        if dist == "constant" or mean == 0:
-            return mean
-        assert self.rng is not None, "a random service time needs the run's generator"
-        if dist == "exponential":
-            return float(self.rng.exponential(mean))
-        sigma2 = math.log1p(self.spec.service_cv**2)
-        return float(self.rng.lognormal(math.log(mean) - sigma2 / 2, math.sqrt(sigma2)))
-
     def _background(self):
         rate = self.spec.background_load_per_s
         while True:
@@ -90,7 +79,7 @@ class Switch:
             self.peak_queue = max(self.peak_queue, len(self.server.queue))
             yield slot
             wait = self.env.now - arrival
-            service = self._service_s()
+            service = sample_service_s(self.spec, self.rng)
             yield self.env.timeout(service)
         self.served.append(Served(kind, arrival, wait, service))
         if answered is not None:
