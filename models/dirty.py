@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from . import elementwise as ew
 from . import units
 from .errors import ScenarioError
 from .scenario import VmSpec
@@ -24,19 +25,22 @@ class DirtyModel(Protocol):
     # from this time on the model's rates no longer change (needed to call a migration non-converging)
     stationary_after_s: float
 
-    def distinct_pages(self, t0_s: float, t1_s: float) -> float: ...
+    def distinct_pages(self, t0_s: float, t1_s: float) -> float:
+        """Pages dirtied in [t0_s, t1_s]; 0 for an empty or reversed interval."""
+        ...
 
 
 @dataclass(frozen=True)
 class ConstantDirty:
-    """Distinct pages at a constant rate: the closed form's assumption."""
+    """Distinct pages at a constant rate: the closed form's assumption. Like `HotColdDirty`, its
+    numbers may be arrays of many migrations' (the fast path)."""
 
     rate_pages_s: float
     universe_pages: float
     stationary_after_s: float = 0.0
 
     def distinct_pages(self, t0_s: float, t1_s: float) -> float:
-        return min(self.universe_pages, self.rate_pages_s * max(0.0, t1_s - t0_s))
+        return ew.minimum(self.universe_pages, self.rate_pages_s * ew.maximum(0.0, t1_s - t0_s))
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,9 @@ class HotColdDirty:
     stationary_after_s: float = 0.0
 
     def distinct_pages(self, t0_s: float, t1_s: float) -> float:
-        dt = max(0.0, t1_s - t0_s)
-        hot = min(self.hot_pages, self.hot_rate_pages_s * dt)
-        cold = min(self.universe_pages - self.hot_pages, self.cold_rate_pages_s * dt)
+        dt = ew.maximum(0.0, t1_s - t0_s)
+        hot = ew.minimum(self.hot_pages, self.hot_rate_pages_s * dt)
+        cold = ew.minimum(self.universe_pages - self.hot_pages, self.cold_rate_pages_s * dt)
         return hot + cold
 
 

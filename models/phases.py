@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from . import elementwise as ew
+
 
 class Phase(StrEnum):
     BEGIN = "begin"
@@ -50,5 +52,6 @@ def pause_window_s(source_stop_s: float, destination_start_s: float) -> float:
 
 def network_outage_s(source_stop_s: float, destination_start_s: float, port_forwarding_s: float,
                      announce_s: float) -> float:
-    """Traffic returns when the destination port forwards and the guest has announced itself."""
-    return max(destination_start_s + announce_s, port_forwarding_s) - source_stop_s
+    """Traffic returns when the destination port forwards and the guest has announced itself.
+    Floats or arrays (the fast path)."""
+    return ew.maximum(destination_start_s + announce_s, port_forwarding_s) - source_stop_s

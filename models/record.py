@@ -78,6 +78,10 @@ class MigrationRecord:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MigrationRecord) if f.name != "extra")
+# each column's numpy/pandas dtype, for tables of records built column by column
+COLUMN_DTYPES: dict[str, str] = {
+    f.name: {"bool": "bool", "int": "int64", "float": "float64", "str": "object"}[f.type]
+    for f in dataclasses.fields(MigrationRecord) if f.name != "extra"}
 REQUIRED_COLUMNS = ("scenario_id", "engine", "converged", "failure", "iterations", "total_time_s",
                     "precopy_time_s", "downtime_ms", "pause_window_ms", "network_outage_ms",
                     "association_ms", "bytes_sent",

@@ -15,6 +15,10 @@ re-implements them. QEMU's rule (migration/migration.c `migration_iteration_run`
 
 The pass-end rule syncs only when the bitmap is empty, which is what the closed form solves.
 
+Every function takes one migration's floats or whole arrays of migrations in the same `PrecopyState`
+(see `elementwise`); branches are written as selections so that both give the same bits. With arrays,
+all migrations in a state sync together, so `syncs` stays one integer.
+
 Worked example (DESIGN.md, qemu rule): 4 GiB, 10 Gbit/s, 238.4 MiB/s dirty, 300 ms: checks every
 50 ms move 62.5 MB each; the bitmap first falls under 375 MB at t = 3.15 s (357.5 MB left), the sync
 brings it to ~1080 MB; the next syncs come at 3.75 s (~468 MB) and 3.85 s (~368 MB < 375 MB): stop,
@@ -26,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from . import elementwise as ew
 from .dirty import DirtyModel
 
 # QEMU migration/ram.c: one send loop returns after MAX_WAIT = 50 ms
@@ -74,10 +79,9 @@ class PrecopyState:
     @property
     def wire_bytes_per_page(self) -> float:
         pages = self.bitmap_pages
-        if pages <= 0:
-            return self.page_size_bytes + PAGE_HEADER_BYTES
         data = self.bitmap_data_pages * (self.page_size_bytes + PAGE_HEADER_BYTES)
-        return (data + self.bitmap_zero_pages * ZERO_PAGE_WIRE_BYTES) / pages
+        mixed = (data + self.bitmap_zero_pages * ZERO_PAGE_WIRE_BYTES) / ew.where(pages > 0, pages, 1.0)
+        return ew.where(pages > 0, mixed, self.page_size_bytes + PAGE_HEADER_BYTES)
 
     @property
     def wire_bytes_pending(self) -> float:
@@ -96,42 +100,48 @@ def threshold_bytes(rate_bytes_s: float, max_downtime_s: float) -> float:
 
 
 def check_interval_s(cap_bound: bool) -> float:
-    return CAP_BOUND_CHECK_INTERVAL_S if cap_bound else LINK_BOUND_CHECK_INTERVAL_S
+    return ew.where(cap_bound, CAP_BOUND_CHECK_INTERVAL_S, LINK_BOUND_CHECK_INTERVAL_S)
 
 
 def time_to_next_sync(state: PrecopyState, rule: str, rate_bytes_s: float, threshold_b: float,
                       interval_s: float) -> float:
     """Seconds of sending, at a constant rate, until the rule next syncs the dirty bitmap."""
-    drain_s = state.wire_bytes_pending / rate_bytes_s
+    per_page = state.wire_bytes_per_page
+    drain_s = state.bitmap_pages * per_page / rate_bytes_s
     if rule == "pass-end":
         return drain_s
-    pages_per_check = rate_bytes_s * interval_s / state.wire_bytes_per_page
+    pages_per_check = rate_bytes_s * interval_s / per_page
     threshold_pages = threshold_b / state.page_size_bytes
     over = state.bitmap_pages - threshold_pages
-    checks = 0 if over < 0 else math.floor(over / pages_per_check) + 1
-    return min(checks * interval_s, drain_s)
+    checks = ew.where(over < 0, 0, ew.floor(over / pages_per_check) + 1)
+    return ew.minimum(checks * interval_s, drain_s)
 
 
 def send(state: PrecopyState, duration_s: float, rate_bytes_s: float) -> None:
     """Sends for `duration_s` at `rate_bytes_s`, zero and data pages in proportion (QEMU walks the
     bitmap in address order, and zero pages are spread through it)."""
-    wire = min(duration_s * rate_bytes_s, state.wire_bytes_pending)
-    if wire > 0:
-        sent_fraction = wire / state.wire_bytes_pending
-        state.bitmap_data_pages -= state.bitmap_data_pages * sent_fraction
-        state.bitmap_zero_pages -= state.bitmap_zero_pages * sent_fraction
-        state.bytes_sent += wire
-    state.t_s += duration_s
+    pending_wire = state.wire_bytes_pending
+    # a step that ends before it starts (a timeout already past) sends nothing
+    wire = ew.maximum(0.0, ew.minimum(duration_s * rate_bytes_s, pending_wire))
+    # when nothing moves the fraction sent is 0, whatever the divisor
+    sent_fraction = wire / ew.where(wire > 0, pending_wire, 1.0)
+    # new values, never in-place updates: a state's arrays may be the caller's
+    state.bitmap_data_pages = state.bitmap_data_pages - state.bitmap_data_pages * sent_fraction
+    state.bitmap_zero_pages = state.bitmap_zero_pages - state.bitmap_zero_pages * sent_fraction
+    state.bytes_sent = state.bytes_sent + wire
+    state.t_s = state.t_s + duration_s
 
 
 def sync(state: PrecopyState, dirty: DirtyModel) -> None:
     """One bitmap sync: pages dirtied since the last one join the pending set, counted once where
     they were still pending (a dirtied page is as likely to be any written page)."""
-    until = min(state.t_s, state.dirty_until_s)
-    dirtied = dirty.distinct_pages(state.last_sync_s, until) if until > state.last_sync_s else 0.0
-    if state.universe_pages > 0:
-        fresh = dirtied * (1.0 - state.bitmap_data_pages / state.universe_pages)
-        state.bitmap_data_pages = min(state.universe_pages, state.bitmap_data_pages + fresh)
+    until = ew.minimum(state.t_s, state.dirty_until_s)
+    # an empty or reversed interval dirties nothing (the DirtyModel contract)
+    dirtied = dirty.distinct_pages(state.last_sync_s, until)
+    written = state.universe_pages
+    # with nothing written the bitmap is empty and stays so, whatever the divisor
+    clean_fraction = 1.0 - state.bitmap_data_pages / ew.where(written > 0, written, 1.0)
+    state.bitmap_data_pages = ew.minimum(written, state.bitmap_data_pages + dirtied * clean_fraction)
     state.last_sync_s = state.t_s
     state.syncs += 1
 
@@ -145,9 +155,8 @@ def stalled(state: PrecopyState, threshold_b: float, stationary_after_s: float) 
     stopped shrinking for good? A geometric approach (dirty rate below bandwidth) keeps shrinking it
     by a fixed fraction; a saturated hot set or a rate above bandwidth does not."""
     gap = state.pending_bytes - threshold_b
-    if gap < state.best_gap_bytes * (1.0 - NO_PROGRESS_FRACTION):
-        state.best_gap_bytes = gap
-        state.syncs_without_progress = 0
-    elif state.t_s >= stationary_after_s:
-        state.syncs_without_progress += 1
-    return state.syncs_without_progress >= NO_PROGRESS_SYNCS or state.syncs >= MAX_SYNCS
+    progressed = gap < state.best_gap_bytes * (1.0 - NO_PROGRESS_FRACTION)
+    waited = state.syncs_without_progress + ew.where(state.t_s >= stationary_after_s, 1, 0)
+    state.best_gap_bytes = ew.where(progressed, gap, state.best_gap_bytes)
+    state.syncs_without_progress = ew.where(progressed, 0, waited)
+    return (state.syncs_without_progress >= NO_PROGRESS_SYNCS) | (state.syncs >= MAX_SYNCS)

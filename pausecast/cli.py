@@ -8,13 +8,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import cmd_evacuate, cmd_predict
+from . import cmd_evacuate, cmd_plot, cmd_predict, cmd_sweep
 from .models.errors import ScenarioError
 
 # exit codes: 0 success; 1 a verdict the caller asked about went the other way (e.g. no-go); 2 bad input
 EXIT_BAD_INPUT = 2
 
-COMMANDS = (cmd_predict, cmd_evacuate)
+COMMANDS = (cmd_predict, cmd_evacuate, cmd_sweep, cmd_plot)
 
 
 def build_parser() -> argparse.ArgumentParser:
