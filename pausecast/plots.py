@@ -246,7 +246,8 @@ def downtime_curves(r: Results) -> Figure:
             ax.set_xlabel(label(x))
             ax.set_ylabel(ylabel)
             _log_if_wide(ax, rows[x])
-            _log_if_wide(ax, medians[metric], "y")
+            # the y = max downtime guide spans the x range: scale y alike, so every panel reads the same
+            _log_if_wide(ax, np.concatenate([rows[x].to_numpy(float), medians[metric].to_numpy(float)]), "y")
             ax.grid(True, alpha=0.3)
             ax.set_title(f"{ylabel.split(' [')[0]}{' - ' + title if title else ''}", fontsize=10)
         axes[row][0].legend(title=label(lines) if lines else None, fontsize=8, title_fontsize=8)
