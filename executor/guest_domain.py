@@ -10,13 +10,17 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 PAGE_BYTES = 4096
+# 1.0 in the guest's 16.16 fixed point: the region's pages contiguous
+STRIDE_ONE = 1 << 16
 
 
 @dataclass(frozen=True)
 class DirtySpec:
-    """What the guest writes, in its own clock. Either a constant rate (one linear sweep over the whole
+    """What the guest writes, in its own clock. Either a constant rate (one sweep over the whole
     region) or hot/cold (hot_mib > 0: the first hot_mib of the region swept over and over at
-    hot_rate_pages, the rest at cold_rate_pages)."""
+    hot_rate_pages, the rest at cold_rate_pages). The region's pages lie stride_fp / 65536 pages apart
+    (zero pages between them); scatter=1 sweeps each part in a scrambled order; pm_timer=1 keeps the
+    rate in the host's time when the vCPU is starved (dirtier.c)."""
 
     rate_pages: int = 0
     region_mib: int = 64
@@ -26,6 +30,10 @@ class DirtySpec:
     region_start_mib: int = 2
     report_ms: int = 1000
     max_lag_ms: int = 50
+    stride_fp: int = STRIDE_ONE
+    scatter: int = 0
+    # 1: pace by the ACPI PM timer (loses no time when the vCPU is starved) rather than by PIT ticks
+    pm_timer: int = 0
 
     __test__ = False
 
@@ -39,6 +47,8 @@ class DirtySpec:
             raise ValueError("give rate_pages (constant) or hot_mib with hot/cold rates, not both")
         if self.region_start_mib < 2:
             raise ValueError("region_start_mib must be >= 2 (the kernel sits at 1 MiB)")
+        if self.stride_fp < STRIDE_ONE or self.scatter not in (0, 1) or self.pm_timer not in (0, 1):
+            raise ValueError("stride_fp must be >= 65536 (1.0), scatter and pm_timer 0 or 1")
 
     @classmethod
     def constant(cls, rate_pages: int, region_mib: int, **kw: int) -> DirtySpec:
@@ -55,8 +65,14 @@ class DirtySpec:
         """Page writes per second (not distinct pages: a hot set smaller than rate x period saturates)."""
         return self.hot_rate_pages + self.cold_rate_pages if self.hot_mib else self.rate_pages
 
+    def span_mib(self) -> int:
+        """The guest RAM the region's pages spread over."""
+        pages = self.region_mib * (1 << 20) // PAGE_BYTES
+        last = ((pages - 1) * self.stride_fp >> 16) if pages else -1
+        return -(-(last + 1) * PAGE_BYTES // (1 << 20))
+
     def min_memory_mib(self) -> int:
-        return self.region_start_mib + self.region_mib + 1
+        return self.region_start_mib + self.span_mib() + 1
 
     def cmdline(self) -> str:
         return " ".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -85,6 +101,10 @@ def domain_xml(name: str, *, kernel: str | os.PathLike[str], dirty: DirtySpec, m
     <kernel>{escape(str(kernel))}</kernel>
     <cmdline>{escape(dirty.cmdline())}</cmdline>
   </os>
+  <features>
+    <!-- the ACPI PM timer paces a guest with pm_timer=1; without <acpi/> QEMU has no PIIX4 PM device -->
+    <acpi/>
+  </features>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>

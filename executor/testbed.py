@@ -38,6 +38,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -245,6 +246,15 @@ def _caps_cache() -> Path:
     return default_cache_dir().parent / "libvirt-qemu-capabilities"
 
 
+# The executor reads each daemon's migration phases (Begin ... Confirm) and QEMU's monitor events, all
+# with timestamps, from this debug log; nothing else is logged below warnings.
+MIGRATION_LOG = "migration.log"
+KEEPALIVE_INTERVAL_S = 1
+KEEPALIVE_COUNT = 3
+MIGRATION_LOG_FILTERS = ("1:qemu.qemu_migration 1:qemu.qemu_monitor_json 1:conf.virdomainjob "
+                         "1:qemu.qemu_process")
+
+
 def _libvirtd_conf(address: str, host_uuid: str) -> str:
     return f"""# written by pausecast.executor.testbed
 listen_tls = 0
@@ -256,7 +266,10 @@ auth_unix_ro = "none"
 auth_unix_rw = "none"
 unix_sock_rw_perms = "0700"
 host_uuid = "{host_uuid}"
-log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+keepalive_interval = {KEEPALIVE_INTERVAL_S}
+keepalive_count = {KEEPALIVE_COUNT}
+log_filters = "{MIGRATION_LOG_FILTERS}"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log 1:file:/var/log/libvirt/{MIGRATION_LOG}"
 """
 
 
@@ -274,6 +287,10 @@ namespaces = [ ]
 stdio_handler = "file"
 migration_address = "{address}"
 migration_host = "{address}"
+# The source daemon's keepalive on its peer-to-peer connection to the destination (libvirt's default
+# 5 s x 5): a cut link fails the migration after ~4 s here instead of ~30 s, so fault tests stay short.
+keepalive_interval = {KEEPALIVE_INTERVAL_S}
+keepalive_count = {KEEPALIVE_COUNT}
 """
 
 
@@ -313,6 +330,29 @@ def _run(cmd: list[str], *, check: bool = True, timeout: float = 30) -> subproce
     if check and r.returncode != 0:
         raise TestbedError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
     return r
+
+
+# libvirtd runs under this small parent. QEMU daemonizes (libvirtd forks twice), so its parent is
+# whoever reaps orphans: without a subreaper that is the machine's PID 1, and this project's CI init
+# reaps only every second or two. libvirt tears QEMU down by polling kill(pid, 0) every 200 ms until
+# the pid is gone, and a zombie still answers: Confirm then took 1.4-2 s instead of ~0.2 s. As a
+# subreaper that reaps at once, this parent gives the testbed a normal host's teardown.
+_REAPER = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+child = os.fork()
+if child == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+while True:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        sys.exit(0)
+    if pid == child:
+        sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
+"""
 
 
 def _nsenter(pid: int) -> list[str]:
@@ -390,6 +430,10 @@ class Testbed:
 
     def serial_log(self, name: str) -> Path:
         return self.guest_dir() / f"{name}.serial.log"
+
+    def migration_log(self, host: str) -> Path:
+        """The host daemon's debug log of migration phases and QEMU events (executor/daemon_log.py)."""
+        return self._host_dir(host) / "log" / MIGRATION_LOG
 
     def _load(self) -> _State | None:
         try:
@@ -578,8 +622,8 @@ class Testbed:
         # The config path names the state dir, which is how down() recognises a stray libvirtd.
         log = open(d / "log" / "libvirtd.stderr", "ab")  # noqa: SIM115 - handed to the child
         try:
-            proc = subprocess.Popen([*_nsenter(h.holder_pid), "libvirtd", "--listen",
-                                     "--config", str(d / "etc" / "libvirtd.conf")],
+            proc = subprocess.Popen([*_nsenter(h.holder_pid), sys.executable, "-c", _REAPER, "libvirtd",
+                                     "--listen", "--config", str(d / "etc" / "libvirtd.conf")],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
         finally:
@@ -659,12 +703,46 @@ class Testbed:
         self._conns[host] = conn
         return conn
 
+    # ------------------------------------------------------------------------------------ faults
+    def kill_libvirtd(self, host: str) -> list[int]:
+        """SIGKILLs a host's libvirtd, as a crash would; its QEMUs keep running. Returns the pids."""
+        daemon_dir = f"{self._host_dir(host)}/"
+        pids = [p for p in _all_pids() if os.path.basename((_argv(p) or [""])[0]) == "libvirtd"
+                and any(a.startswith(daemon_dir) for a in _argv(p))]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._conns.pop(host, None)
+        return pids
+
+    def restart_libvirtd(self, host: str) -> None:
+        """Starts a host's libvirtd again (after kill_libvirtd or a crash); it finds its QEMUs."""
+        st = self._load()
+        if st is None or host not in st.hosts:
+            raise TestbedError("testbed is not up")
+        h = st.hosts[host]
+        if _alive(h.libvirtd_pid, h.libvirtd_start):
+            self.kill_libvirtd(host)
+            t0 = time.monotonic()
+            while _alive(h.libvirtd_pid, h.libvirtd_start) and time.monotonic() - t0 < 5:
+                _reap(h.libvirtd_pid)
+                time.sleep(0.05)
+        self._start_libvirtd(h)
+        self._save(st)
+        self._wait_libvirtd(h, time.monotonic() + self.config.timeout_s)
+
+    def set_link(self, up: bool) -> None:
+        """Cuts the link between the hosts (both veth ends down) or restores it."""
+        for name in HOSTS:
+            self.run_in(name, ["ip", "link", "set", self.host(name).veth, "up" if up else "down"])
+
     def guest_xml(self, name: str, *, memory_mib: int, dirty: DirtySpec, vcpus: int = 1) -> str:
         return domain_xml(name, kernel=self.guest_dir() / "dirtier.elf", dirty=dirty, memory_mib=memory_mib,
                           vcpus=vcpus, virt_type=self.virt_type, serial_log=self.serial_log(name))
 
     def start_guest(self, name: str, *, memory_mib: int = 256, dirty: DirtySpec | None = None,
-                    host: str = SRC, persistent: bool = True, wait_running_s: float = 30.0) -> Any:
+                    host: str = SRC, persistent: bool = True, wait_running_s: float = 30.0,
+                    vcpus: int = 1) -> Any:
         """Define and start the test guest on `host`; return its virDomain once the guest reports it has
         filled its region and started dirtying. Persistent by default, so the source keeps the domain
         (and its completed-job statistics) after it has migrated away."""
@@ -674,7 +752,7 @@ class Testbed:
         conn = self.connect(host)
         log = self.serial_log(name)
         log.unlink(missing_ok=True)
-        xml = self.guest_xml(name, memory_mib=memory_mib, dirty=dirty)
+        xml = self.guest_xml(name, memory_mib=memory_mib, dirty=dirty, vcpus=vcpus)
         dom = conn.defineXML(xml) if persistent else None
         try:
             if dom is not None:
@@ -706,6 +784,22 @@ class Testbed:
                     dom.destroy()
                 with contextlib.suppress(libvirt.libvirtError):
                     dom.undefine()
+
+    def measure_rtt_ms(self, samples: int = 20) -> float:
+        """The round trip between the hosts: the fastest of `samples` TCP handshakes (a SYN and its
+        SYN-ACK) from the source to the destination's libvirtd port, timed inside the source's
+        namespaces. An upper bound (it includes two system calls); there is no ping on this machine."""
+        script = ("import socket, sys, time\n"
+                  "best = 1e9\n"
+                  "for _ in range(int(sys.argv[3])):\n"
+                  "    t = time.perf_counter()\n"
+                  "    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)\n"
+                  "    best = min(best, time.perf_counter() - t)\n"
+                  "    s.close()\n"
+                  "print(best * 1000)\n")
+        r = self.run_in(SRC, [sys.executable, "-c", script, self.dst.address, str(LIBVIRTD_PORT),
+                              str(samples)])
+        return float(r.stdout.strip())
 
     # ----------------------------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:

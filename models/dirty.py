@@ -33,11 +33,13 @@ class DirtyModel(Protocol):
 @dataclass(frozen=True)
 class ConstantDirty:
     """Distinct pages at a constant rate: the closed form's assumption. Like `HotColdDirty`, its
-    numbers may be arrays of many migrations' (the fast path)."""
+    numbers may be arrays of many migrations' (the fast path). `sweeps`: the pages are written round
+    by round (scenario pattern "sweep"; switchover.sync uses it)."""
 
     rate_pages_s: float
     universe_pages: float
     stationary_after_s: float = 0.0
+    sweeps: bool = False
 
     def distinct_pages(self, t0_s: float, t1_s: float) -> float:
         return ew.minimum(self.universe_pages, self.rate_pages_s * ew.maximum(0.0, t1_s - t0_s))
@@ -121,7 +123,8 @@ def dirty_model_for(vm: VmSpec) -> DirtyModel:
     spec, page = vm.dirty, vm.page_size_bytes
     universe = written_pages(vm)
     if spec.model == "constant":
-        return ConstantDirty(units.mib_s_to_pages_s(spec.rate_mib_s, page), universe)
+        return ConstantDirty(units.mib_s_to_pages_s(spec.rate_mib_s, page), universe,
+                             sweeps=spec.pattern == "sweep")
     if spec.model == "hotcold":
         return HotColdDirty(units.mib_to_pages(spec.hot_set_mib, page),
                             units.mib_s_to_pages_s(spec.hot_rate_mib_s, page),

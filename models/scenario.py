@@ -12,8 +12,11 @@ import functools
 import hashlib
 import json
 import math
+import operator
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,10 @@ class DirtySpec:
     cold_rate_mib_s: float = _spec(0.0, lo=0.0)
     # trace: CSV with columns t_s, dirty_pages (distinct pages dirtied since the previous row)
     path: str = _spec("")
+    # how the pages dirtied between two bitmap syncs fall on those still pending. random: any written
+    # page alike. sweep (constant only): each page once per round, as a scan, a log or the testbed's
+    # guest writes them, so a page still pending is not dirtied again before its round comes back.
+    pattern: str = _spec("random", choices=("random", "sweep"))
 
 
 @dataclass(frozen=True)
@@ -142,11 +149,13 @@ class Scenario:
 
     @functools.cached_property
     def scenario_id(self) -> str:
-        """The key that joins a prediction and a measurement: a hash of everything but the name."""
-        physics = to_dict(self)
-        physics.pop("name", None)
-        canonical = json.dumps(physics, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+        """The key that joins a prediction and a measurement: a hash of everything but the name.
+
+        The hashed text is `json.dumps` of `to_dict(self)` without the name (sorted keys, compact),
+        written straight from the fields: `asdict`'s deep copy cost as much as a whole prediction."""
+        text, leaves = _physics_layout()
+        values = tuple(_JSON_SCALAR.get(v.__class__, _json_value)(v) for v in leaves(self))
+        return hashlib.sha1((text % values).encode()).hexdigest()[:12]
 
     def replace(self, **changes: Any) -> Scenario:
         return dataclasses.replace(self, **changes)
@@ -210,6 +219,43 @@ _SECTIONS = {"dirty": DirtySpec, "vm": VmSpec, "link": LinkSpec, "migration": Mi
              "port_profile": PortProfileSpec, "switch": SwitchSpec, "overheads": OverheadsSpec}
 
 
+@functools.cache
+def _physics_layout() -> tuple[str, Callable[[Scenario], tuple[Any, ...]]]:
+    """A scenario's canonical JSON (see `Scenario.scenario_id`) with a %s slot for each scalar
+    field, and a getter of those fields in slot order."""
+    paths: list[str] = []
+
+    def table(cls: type, prefix: str) -> str:
+        items = []
+        for name in sorted(f.name for f in dataclasses.fields(cls)):
+            if cls is Scenario and name == "name":
+                continue
+            key = json.dumps(name).replace("%", "%%") + ":"
+            if name in _SECTIONS:
+                items.append(key + table(_SECTIONS[name], f"{prefix}{name}."))
+            else:
+                paths.append(prefix + name)
+                items.append(key + "%s")
+        return "{" + ",".join(items) + "}"
+
+    text = table(Scenario, "")
+    return text, operator.attrgetter(*paths)
+
+
+def _json_float(value: float) -> str:
+    # json.dumps writes a finite float as its repr, and inf or nan as Infinity or NaN
+    return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
+
+
+def _json_value(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# json.dumps' own encoding of the field types; any other value (a bool, a numpy number) goes through it
+_JSON_SCALAR: dict[type, Callable[[Any], str]] = {float: _json_float, int: int.__repr__,
+                                                  str: encode_basestring_ascii}
+
+
 def resolved_overheads(data: dict[str, Any], path: str, base_dir: Path | None = None) -> OverheadsSpec:
     """Fills every fixed cost: from the named profile, then the costs given inline."""
     given = _section_from_dict(OverheadsSpec, data, path)
@@ -261,6 +307,8 @@ def _check_consistency(s: Scenario, base_dir: Path | None) -> Scenario:
             raise ScenarioError("vm.dirty.hot_set_mib", dirty.hot_set_mib,
                                 f"must fit in the written memory, "
                                 f"memory_mib x (1 - zero_page_fraction) = {written_mib:g} MiB")
+    if dirty.pattern == "sweep" and dirty.model != "constant":
+        raise ScenarioError("vm.dirty.pattern", dirty.pattern, "sweep is a constant model's pattern")
     if dirty.model == "trace":
         if not dirty.path:
             raise ScenarioError("vm.dirty.path", dirty.path, "trace needs a CSV path (t_s, dirty_pages)")

@@ -79,9 +79,11 @@ class PrecopyState:
     @property
     def wire_bytes_per_page(self) -> float:
         pages = self.bitmap_pages
-        data = self.bitmap_data_pages * (self.page_size_bytes + PAGE_HEADER_BYTES)
-        mixed = (data + self.bitmap_zero_pages * ZERO_PAGE_WIRE_BYTES) / ew.where(pages > 0, pages, 1.0)
-        return ew.where(pages > 0, mixed, self.page_size_bytes + PAGE_HEADER_BYTES)
+        nonempty = pages > 0
+        data_page = self.page_size_bytes + PAGE_HEADER_BYTES
+        data = self.bitmap_data_pages * data_page
+        mixed = (data + self.bitmap_zero_pages * ZERO_PAGE_WIRE_BYTES) / ew.where(nonempty, pages, 1.0)
+        return ew.where(nonempty, mixed, data_page)
 
     @property
     def wire_bytes_pending(self) -> float:
@@ -107,12 +109,13 @@ def time_to_next_sync(state: PrecopyState, rule: str, rate_bytes_s: float, thres
                       interval_s: float) -> float:
     """Seconds of sending, at a constant rate, until the rule next syncs the dirty bitmap."""
     per_page = state.wire_bytes_per_page
-    drain_s = state.bitmap_pages * per_page / rate_bytes_s
+    pages = state.bitmap_pages
+    drain_s = pages * per_page / rate_bytes_s
     if rule == "pass-end":
         return drain_s
     pages_per_check = rate_bytes_s * interval_s / per_page
     threshold_pages = threshold_b / state.page_size_bytes
-    over = state.bitmap_pages - threshold_pages
+    over = pages - threshold_pages
     checks = ew.where(over < 0, 0, ew.floor(over / pages_per_check) + 1)
     return ew.minimum(checks * interval_s, drain_s)
 
@@ -134,13 +137,18 @@ def send(state: PrecopyState, duration_s: float, rate_bytes_s: float) -> None:
 
 def sync(state: PrecopyState, dirty: DirtyModel) -> None:
     """One bitmap sync: pages dirtied since the last one join the pending set, counted once where
-    they were still pending (a dirtied page is as likely to be any written page)."""
+    they were still pending (a dirtied page is as likely to be any written page). A sweep (pattern
+    "sweep": each page written once per round) does not come back within a round to a page still
+    pending from an earlier sync, so after the first sync all its pages are new; the first sync's
+    pending pages are the setup's, which it meets at random."""
     until = ew.minimum(state.t_s, state.dirty_until_s)
     # an empty or reversed interval dirties nothing (the DirtyModel contract)
     dirtied = dirty.distinct_pages(state.last_sync_s, until)
     written = state.universe_pages
     # with nothing written the bitmap is empty and stays so, whatever the divisor
     clean_fraction = 1.0 - state.bitmap_data_pages / ew.where(written > 0, written, 1.0)
+    if getattr(dirty, "sweeps", False) and state.syncs > 1:
+        clean_fraction = 1.0  # the written universe still caps the pending set below
     state.bitmap_data_pages = ew.minimum(written, state.bitmap_data_pages + dirtied * clean_fraction)
     state.last_sync_s = state.t_s
     state.syncs += 1

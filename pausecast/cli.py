@@ -8,13 +8,24 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import cmd_evacuate, cmd_plot, cmd_predict, cmd_sweep
+from . import (
+    cmd_calibrate,
+    cmd_evacuate,
+    cmd_plot,
+    cmd_precheck,
+    cmd_predict,
+    cmd_run,
+    cmd_sweep,
+    cmd_testbed,
+    cmd_validate,
+)
 from .models.errors import ScenarioError
 
 # exit codes: 0 success; 1 a verdict the caller asked about went the other way (e.g. no-go); 2 bad input
 EXIT_BAD_INPUT = 2
 
-COMMANDS = (cmd_predict, cmd_evacuate, cmd_sweep, cmd_plot)
+COMMANDS = (cmd_predict, cmd_evacuate, cmd_sweep, cmd_plot, cmd_testbed, cmd_run, cmd_calibrate, cmd_validate,
+            cmd_precheck)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import math
 import multiprocessing
+import operator
 import os
 import platform
 import subprocess
@@ -133,11 +134,18 @@ def _single_vm_rows(job: Job, task: Task) -> pd.DataFrame:
         data["engine"][idx] = fast.ENGINE
         data["scenario_name"][idx] = base.name
         data["seed"][idx] = task.seeds[idx]
-    for i in np.flatnonzero(~on_fast).tolist():
-        scenario = with_values(base, point_values(task.columns, i))
-        for name, value in predict(scenario, seed=int(task.seeds[i])).to_row().items():
-            data[name][i] = value
+    on_sim = np.flatnonzero(~on_fast)
+    records = [predict(with_values(base, point_values(task.columns, i)), seed=int(task.seeds[i]))
+               for i in on_sim.tolist()]
+    if records:
+        by_column = zip(*map(_record_values, records), strict=True)
+        for (name, dtype), values in zip(COLUMN_DTYPES.items(), by_column, strict=True):
+            data[name][on_sim] = np.array(values, dtype=dtype)
     return pd.DataFrame({**_head(task), **data})
+
+
+# a record's row in COLUMN_DTYPES' order, as MigrationRecord.to_row has it, without a dict per row
+_record_values = operator.attrgetter(*COLUMN_DTYPES)
 
 
 def _fleet_rows(sweep: Sweep, task: Task) -> pd.DataFrame:

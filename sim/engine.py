@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import simpy
@@ -75,7 +76,9 @@ class MigrationRun:
         self.switch = switch
         self.dirty = dirty
         self.rates = rates
-        self.events: list[Event] = []
+        # (t_s, host, name, detail, values): a detail with values is a format string, filled in only
+        # when the log is read (`events`); a sweep never reads it
+        self._log: list[tuple[float, str, str, str, tuple[Any, ...]]] = []
         self.m = _Marks()
         self.t0 = env.now
         self.oh = scenario.overheads
@@ -87,12 +90,18 @@ class MigrationRun:
     def now(self) -> float:
         return self.env.now - self.t0
 
-    def log(self, host: str, name: str, detail: str = "") -> None:
-        self.events.append(Event(self.now(), host, name, detail))
+    def log(self, host: str, name: str, detail: str = "", *values: Any) -> None:
+        self._log.append((self.now(), host, name, detail, values))
+
+    @property
+    def events(self) -> list[Event]:
+        return [Event(t_s, host, name, detail.format(*values) if values else detail)
+                for t_s, host, name, detail, values in self._log]
 
     def mark(self, phase: Phase, edge: str) -> None:
-        self.m.phases[f"{phase}_{edge}_s"] = self.now()
-        self.log(_HOST[phase], f"{phase} {edge}")
+        key, host, name = _MARKS[phase, edge]
+        self.m.phases[key] = self.now()
+        self.log(host, name)
 
     def wait(self, seconds: float):
         return self.env.timeout(max(0.0, seconds))
@@ -197,7 +206,8 @@ class MigrationRun:
         pause_at = math.inf
         # a step cut short by a change of rate ends between checks: QEMU decides only after a sync
         may_stop = True
-        self.log("source", "sync", f"iteration {state.syncs}: setup, {state.pending_bytes / 2**20:.1f} MiB")
+        self.log("source", "sync", "iteration {}: setup, {:.1f} MiB", state.syncs,
+                 state.pending_bytes / 2**20)
         while not (may_stop and rule.below_threshold(state, threshold)):
             may_stop = True
             step = rule.time_to_next_sync(state, mig.switchover_rule, rate, threshold, interval)
@@ -222,13 +232,13 @@ class MigrationRun:
                 may_stop = False
                 continue
             rule.sync(state, self.dirty)
-            self.log("source", "sync", f"iteration {state.syncs}: {state.pending_bytes / 2**20:.1f} MiB")
+            self.log("source", "sync", "iteration {}: {:.1f} MiB", state.syncs, state.pending_bytes / 2**20)
             if not self.m.forced and rule.stalled(state, threshold, self.dirty.stationary_after_s):
                 if deadline == math.inf and not self._may_speed_up(rate):
                     self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent
                     self.m.failure = "not-converged"
                     self.m.values["precopy_time_s"] = math.inf
-                    self.log("source", "not converging", f"{state.pending_bytes / 2**20:.1f} MiB pending")
+                    self.log("source", "not converging", "{:.1f} MiB pending", state.pending_bytes / 2**20)
                     return "stalled"
                 yield from self._ride_out_stall(state, deadline, rate)
                 rate, threshold, interval = self._live_rates()
@@ -237,7 +247,7 @@ class MigrationRun:
         frozen_at = min(stop_at, pause_at)
         self.m.values["precopy_time_s"] = frozen_at - live_start
         self.m.values["source_stop_s"] = frozen_at - self.t0
-        self.log("source", "stop", f"{state.pending_bytes / 2**20:.1f} MiB left")
+        self.log("source", "stop", "{:.1f} MiB left", state.pending_bytes / 2**20)
         handshake_s = ms_to_s(self.oh.handshake_ms)
         final_wire = state.wire_bytes_pending + mib_to_bytes(vm.device_state_mib)
         final_s = yield from self._stop_and_copy(handshake_s, final_wire)
@@ -402,6 +412,8 @@ class MigrationRun:
 _HOST = {Phase.BEGIN: "source", Phase.PREPARE: "destination", Phase.PERFORM: "source",
          Phase.FINISH: "destination", Phase.CONFIRM: "source"}
 _PHASE_COLUMNS = tuple(f"{p}_{edge}_s" for p in Phase for edge in ("start", "end"))
+# each phase edge's column and its log entry (host, name)
+_MARKS = {(p, edge): (f"{p}_{edge}_s", _HOST[p], f"{p} {edge}") for p in Phase for edge in ("start", "end")}
 
 
 def _needs_rng(scenario: Scenario) -> bool:
@@ -412,6 +424,16 @@ def _needs_rng(scenario: Scenario) -> bool:
 
 def simulate(scenario: Scenario, seed: int = 0) -> Prediction:
     """Predicts one migration. Deterministic for a given scenario and seed."""
+    run = _run(scenario, seed)
+    return Prediction(run.record(seed), tuple(run.events))
+
+
+def predict(scenario: Scenario, seed: int = 0) -> MigrationRecord:
+    """`simulate`'s record, without building its event log."""
+    return _run(scenario, seed).record(seed)
+
+
+def _run(scenario: Scenario, seed: int) -> MigrationRun:
     env = simpy.Environment()
     rng = np.random.default_rng(seed) if _needs_rng(scenario) else None
     switch = Switch(env, scenario.switch, rng) if scenario.port_profile.type != "none" else None
@@ -419,8 +441,4 @@ def simulate(scenario: Scenario, seed: int = 0) -> Prediction:
         env.run(until=switch.warmup_s())
     run = MigrationRun(env, scenario, switch, dirty_model_for(scenario.vm), LinkRates.for_scenario(scenario))
     env.run(until=env.process(run.run()))
-    return Prediction(run.record(seed), tuple(run.events))
-
-
-def predict(scenario: Scenario, seed: int = 0) -> MigrationRecord:
-    return simulate(scenario, seed).record
+    return run

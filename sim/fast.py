@@ -1,7 +1,7 @@
 """The fast path: many single-VM migrations at once, as numpy arrays.
 
-Where it is exact — a constant or hot/cold dirty model, no port profile (so no switch), no timeout —
-a migration is a fixed sequence of waits around the pre-copy loop, and the loop is
+Where it is exact — a constant or hot/cold dirty model (pattern random), no port profile (so no
+switch), no timeout — a migration is a fixed sequence of waits around the pre-copy loop, and the loop is
 `models.switchover`'s own functions applied to whole arrays. Every migration in the loop syncs on the
 same turn, so the loop runs as often as its slowest migration needs; a migration leaves it when it
 switches over or stalls. The waits around it are the SimPy engine's (sim/engine.py), added in the
@@ -38,7 +38,8 @@ ENGINE = "fast"
 # the scenario fields a fast-path migration depends on, and those that decide whether it may run here
 FIELDS = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.device_state_mib",
           "vm.dirty.model", "vm.dirty.rate_mib_s", "vm.dirty.hot_set_mib", "vm.dirty.hot_rate_mib_s",
-          "vm.dirty.cold_rate_mib_s", "link.bandwidth_mbit_s", "link.efficiency", "link.rtt_ms",
+          "vm.dirty.cold_rate_mib_s", "vm.dirty.pattern", "link.bandwidth_mbit_s", "link.efficiency",
+          "link.rtt_ms",
           "migration.max_downtime_ms", "migration.bandwidth_mib_s", "migration.switchover_rule",
           "migration.timeout_s", "port_profile.type", "overheads.begin_ms", "overheads.prepare_ms",
           "overheads.setup_ms", "overheads.handshake_ms", "overheads.finish_ms", "overheads.resume_ms",
@@ -50,6 +51,8 @@ IDENTITY = ("scenario_id", "engine", "seed", "scenario_name")
 def eligible(columns: Mapping[str, Any]) -> np.ndarray:
     """Which migrations the fast path computes exactly (arrays or scalars by field path)."""
     return np.asarray(np.isin(columns["vm.dirty.model"], ("constant", "hotcold"))
+                      # a sweep's syncs go to the SimPy engine, the reference
+                      & (np.asarray(columns["vm.dirty.pattern"]) == "random")
                       & (np.asarray(columns["port_profile.type"]) == "none")
                       & (np.asarray(columns["migration.timeout_s"]) == 0))
 
@@ -62,23 +65,41 @@ def inputs(base: Scenario, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
 def evaluate(columns: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
     """Record columns (all but IDENTITY) for `n` eligible migrations given by field path."""
     if not np.all(np.broadcast_to(eligible(columns), (n,))):
-        raise ValueError("the fast path is exact only for constant or hotcold dirty models, "
-                         "no port profile and no timeout")
-    c = {f: np.broadcast_to(np.asarray(columns[f]), (n,)) for f in FIELDS}
+        raise ValueError("the fast path is exact only for constant or hotcold dirty models (pattern "
+                         "random), no port profile and no timeout")
+    # a field the migrations share stays one Python number: the same arithmetic, done once
+    c = {f: _shared_or_column(columns[f], n) for f in FIELDS}
     out = {name: np.empty(n, dtype=COLUMN_DTYPES[name]) for name in COLUMNS if name not in IDENTITY}
     for model in ("constant", "hotcold"):
         for rule_name in ("qemu", "pass-end"):
-            in_group = (c["vm.dirty.model"] == model) & (c["migration.switchover_rule"] == rule_name)
-            idx = np.flatnonzero(in_group)
-            if idx.size:
-                group = _Migrations({f: _numeric(c[f][idx]) for f in FIELDS}, model, rule_name)
-                for name, values in group.columns().items():
-                    out[name][idx] = values
+            in_group = np.broadcast_to((c["vm.dirty.model"] == model)
+                                       & (c["migration.switchover_rule"] == rule_name), (n,))
+            everyone = bool(in_group.all())
+            idx = slice(None) if everyone else np.flatnonzero(in_group)
+            size = n if everyone else len(idx)
+            if size:
+                picked = {f: v if everyone or v.__class__ is not np.ndarray else v[idx] for f, v in c.items()}
+                for name, values in _Migrations(picked, size, model, rule_name).columns().items():
+                    if everyone and _own_column(values, out[name], out):
+                        out[name] = values
+                    else:
+                        out[name][idx] = values
     return out
 
 
-def _numeric(values: np.ndarray) -> np.ndarray:
-    return values.astype(np.float64) if values.dtype.kind in "iuf" else values
+def _own_column(values: Any, empty: np.ndarray, out: dict[str, np.ndarray]) -> bool:
+    """Can `values` be a whole column as it is: the column's shape and type, and no other column's?"""
+    return (values.__class__ is np.ndarray and values.shape == empty.shape and values.dtype == empty.dtype
+            and not any(values is other for other in out.values()))
+
+
+def _shared_or_column(values: Any, n: int) -> Any:
+    """A 0-d input as its Python number or string; a column as n float64s (or strings)."""
+    values = np.asarray(values)
+    if values.ndim == 0:
+        return values.item()
+    values = np.broadcast_to(values, (n,))
+    return values.astype(np.float64, copy=False) if values.dtype.kind in "iuf" else values
 
 
 def predict_many(scenarios: Sequence[Scenario], seed: int = 0) -> list[MigrationRecord]:
@@ -93,10 +114,12 @@ def predict_many(scenarios: Sequence[Scenario], seed: int = 0) -> list[Migration
 
 
 class _Migrations:
-    """One group of migrations sharing a dirty model and a switchover rule, all as arrays."""
+    """One group of `n` migrations sharing a dirty model and a switchover rule: each field an array
+    of theirs, or one number they all share."""
 
-    def __init__(self, c: dict[str, np.ndarray], model: str, rule_name: str) -> None:
+    def __init__(self, c: dict[str, Any], n: int, model: str, rule_name: str) -> None:
         self.c = c
+        self.n = n
         self.rule_name = rule_name
         page = c["vm.page_size_bytes"]
         pages = mib_to_pages(c["vm.memory_mib"], page)
@@ -120,7 +143,7 @@ class _Migrations:
 
     def columns(self) -> dict[str, np.ndarray]:
         c, oh = self.c, self._overheads()
-        n = len(self.written)
+        n = self.n
         half_rtt = ms_to_s(c["link.rtt_ms"]) / 2
         # engine.MigrationRun.run: each wait is `now + delay`, from t = 0
         begin_end = 0.0 + oh["begin"]
@@ -160,8 +183,9 @@ class _Migrations:
         stalled = {"iterations": syncs, "bytes_sent": reached.bytes_sent, "total_time_s": math.inf,
                    "precopy_time_s": math.inf, "perform_end_s": perform_end, "finish_start_s": math.nan,
                    "finish_end_s": math.nan, "confirm_start_s": math.nan, "confirm_end_s": math.nan}
+        everyone = converged.all()
         for name, values in done.items():
-            out[name] = np.where(converged, values, stalled.get(name, 0.0))
+            out[name] = values if everyone else np.where(converged, values, stalled.get(name, 0.0))
         return out
 
     def _overheads(self) -> dict[str, np.ndarray]:
@@ -173,11 +197,15 @@ class _Migrations:
         """engine.MigrationRun._perform's loop, for every migration at once."""
         c = self.c
         rate = self.live_rate
-        loop = _Loop(rule.start_precopy(c["vm.page_size_bytes"], self.written, self.zero), self.dirty, {
+        n = self.n
+        # each migration's own pending set, even where all start alike
+        start = rule.start_precopy(c["vm.page_size_bytes"], np.broadcast_to(self.written, (n,)),
+                                   np.broadcast_to(self.zero, (n,)))
+        loop = _Loop(start, self.dirty, {
             "rate": rate, "threshold": rule.threshold_bytes(rate, ms_to_s(c["migration.max_downtime_ms"])),
-            "interval": rule.check_interval_s(self.cap_bound), "now": live_start})
+            "interval": rule.check_interval_s(self.cap_bound), "now": np.broadcast_to(live_start, (n,))})
         while not loop.leave(rule.below_threshold(loop.state, loop.arrays["threshold"]), switched=True):
-            if len(loop.alive) <= ONE_BY_ONE:
+            if loop.count <= ONE_BY_ONE:
                 loop.finish_one_by_one(self.rule_name)
                 break
             if loop.leave(_turn(loop.state, loop.dirty, loop.arrays, self.rule_name), switched=False):
@@ -188,6 +216,12 @@ class _Migrations:
 # Near the convergence boundary a few migrations need thousands of syncs. A numpy call on a handful of
 # elements costs more than the same operation on Python floats, so the last few finish one by one.
 ONE_BY_ONE = 16
+# Leavers stay in the arrays (their further turns are ignored) until fewer than this fraction of the
+# rows is left: narrowing every array costs about as much as a turn, so it pays only now and then.
+KEEP_FRACTION = 0.7
+# a loop this wide computes what only a FEW_FRACTION of leavers need for them alone
+WIDE = 4096
+FEW_FRACTION = 0.125
 
 
 def _turn(state: rule.PrecopyState, dirty: Any, a: dict[str, Any], rule_name: str) -> Any:
@@ -218,37 +252,54 @@ class _Outcome:
 
 class _Loop:
     """The migrations still in the pre-copy loop: their state, dirty model and per-migration arrays
-    (`now` among them), narrowed as migrations leave; what the leavers reached goes to `outcome`."""
+    (`now` among them; a shared number stays one), narrowed now and then as migrations leave; what the
+    leavers reached goes to `outcome`."""
 
-    def __init__(self, state: rule.PrecopyState, dirty: Any, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, state: rule.PrecopyState, dirty: Any, arrays: dict[str, Any]) -> None:
         n = len(arrays["now"])
         self.state, self.dirty, self.arrays = state, dirty, arrays
+        # each row's migration, and whether it is still in the loop
         self.alive = np.arange(n)
+        self.in_loop = np.ones(n, dtype=bool)
+        self.count = n
         self.outcome = _Outcome(np.empty(n), np.empty(n, dtype=np.int64), np.empty(n), np.empty(n),
                                 np.zeros(n, dtype=bool))
 
     def leave(self, leaving: np.ndarray, switched: bool) -> bool:
         """Takes the `leaving` migrations out. True when none is left."""
+        leaving = leaving & self.in_loop
         if not leaving.any():
             return False
-        state = self.state
+        rows = np.flatnonzero(leaving)
+        # a few leaving many: their pending wire bytes alone; else everyone's, then theirs
+        few = len(leaving) > WIDE and len(rows) < len(leaving) * FEW_FRACTION
+        left = _subset(self.state, rows) if few else self.state
         # before the first send, bytes_sent is still the one scalar 0
-        self.outcome.set(self.alive[leaving], self.arrays["now"][leaving], state.syncs,
-                         np.broadcast_to(state.bytes_sent, leaving.shape)[leaving],
-                         state.wire_bytes_pending[leaving], switched)
-        if leaving.all():
+        sent = np.broadcast_to(left.bytes_sent, (len(rows) if few else len(leaving),))
+        pending = left.wire_bytes_pending
+        self.outcome.set(self.alive[rows], self.arrays["now"][rows], left.syncs,
+                         sent if few else sent[rows], pending if few else pending[rows], switched)
+        self.in_loop = self.in_loop & ~leaving
+        self.count = int(np.count_nonzero(self.in_loop))
+        if self.count == 0:
             return True
-        keep = ~leaving
-        self.state, self.dirty = _subset(self.state, keep), _subset(self.dirty, keep)
-        self.arrays = {name: values[keep] for name, values in self.arrays.items()}
-        self.alive = self.alive[keep]
+        if self.count < KEEP_FRACTION * len(self.in_loop):
+            self._narrow()
         return False
+
+    def _narrow(self) -> None:
+        keep = self.in_loop
+        self.state, self.dirty = _subset(self.state, keep), _subset(self.dirty, keep)
+        self.arrays = {name: _pick(values, keep) for name, values in self.arrays.items()}
+        self.alive = self.alive[keep]
+        self.in_loop = np.ones(self.count, dtype=bool)
 
     def finish_one_by_one(self, rule_name: str) -> None:
         """The engine's loop on Python floats for each migration left (the same bits as the arrays)."""
+        self._narrow()
         for j, at in enumerate(self.alive.tolist()):
             state, dirty = _subset(self.state, j), _subset(self.dirty, j)
-            a = {name: values[j].item() for name, values in self.arrays.items()}
+            a = {name: _pick(values, j) for name, values in self.arrays.items()}
             switched = True
             while not rule.below_threshold(state, a["threshold"]):
                 if _turn(state, dirty, a, rule_name):
@@ -260,8 +311,14 @@ class _Loop:
 def _subset(obj: Any, keep: np.ndarray | int) -> Any:
     """A copy of a state or dirty model holding only the kept migrations (or, for an index, that one
     migration's Python numbers)."""
-    def pick(values: np.ndarray) -> Any:
-        return values[keep].item() if isinstance(keep, int) else values[keep]
-
-    return dataclasses.replace(obj, **{f.name: pick(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+    return dataclasses.replace(obj, **{f.name: _pick(getattr(obj, f.name), keep)
+                                       for f in dataclasses.fields(obj)
                                        if isinstance(getattr(obj, f.name), np.ndarray)})
+
+
+def _pick(values: Any, keep: np.ndarray | int) -> Any:
+    """The kept migrations' values (for an index, that one's Python number); a shared number as is."""
+    if values.__class__ is not np.ndarray:
+        # a numpy scalar as a Python one: cheaper on the engine's scalar path, and the same bits
+        return values.item() if isinstance(values, np.generic) else values
+    return values[keep].item() if isinstance(keep, int) else values[keep]

@@ -9,6 +9,14 @@
  *                                             hot/cold: the first hot_mib swept over and over at the
  *                                             hot rate, the rest of the region at the cold rate
  *     region_start_mib=2 report_ms=1000 max_lag_ms=50        (defaults)
+ *     stride_fp=65536 scatter=0 pm_timer=0                   (defaults: contiguous, in order, PIT)
+ *
+ * stride_fp (16.16 fixed point, >= 1.0) places the region's i-th page at i x stride pages past the
+ * start, so the written pages are spread through a larger span with never-written (zero) pages between
+ * them, as a VM's unused memory is. scatter=1 writes each stream's pages in a scrambled order (each page
+ * once per round, rounds as in the linear sweep), so the pages dirtied in any interval lie anywhere in
+ * the stream rather than in one band just ahead of the previous one: QEMU's linear walk then finds
+ * them pending at random, as the model assumes of a workload's writes.
  *
  * Progress goes to COM1: "pcd start ...", "pcd filled fill_ms=N", then one line per report_ms of guest
  * time, "pcd ms=<guest ms> pages=<pages written> hot=<n> cold=<n>". The host reads the domain's serial
@@ -17,7 +25,10 @@
  * Pacing uses the 8254 PIT's IRQ0 at ~1 kHz and HLT in between, so an idle-ish guest costs little host
  * CPU (two TCG guests must not saturate a 2-core box). Ticks the vCPU misses while it cannot run
  * (throttled by auto-converge, starved) are lost, and a write backlog beyond max_lag_ms is dropped: the
- * achieved rate then drops, as a real workload's would.
+ * achieved rate then drops, as a real workload's would. With pm_timer=1 the guest still wakes on IRQ0
+ * but reads the time from the ACPI PM timer, which loses nothing: the rate then holds in the host's
+ * time while the vCPU gets its share of CPU at least every max_lag_ms (on a busy 2-core machine under
+ * TCG the PIT clock falls 1-10 % behind, most during a migration, whose thread competes with the vCPU).
  *
  * Build: gcc -m32 -ffreestanding -nostdlib, ld -m elf_i386 -T dirtier.ld (see guest_build.py). There is
  * no 64-bit division, so no libgcc: gcc inlines 64-bit add/sub/mul/compare.
@@ -28,6 +39,9 @@ typedef unsigned short u16;
 typedef unsigned char u8;
 
 #define PIT_HZ 1193182u /* 8254 input clock */
+#define PM_HZ 3579545u /* ACPI PM timer */
+#define PM_TIMER_PORT 0x608u /* PIIX4 PMBASE 0x600 as SeaBIOS sets it, + 8 */
+#define PM_MASK 0xFFFFFFu /* a 24-bit counter: it wraps every 4.7 s */
 #define PIT_RELOAD 1193u /* ~1 kHz; accounting below is exact in PIT ticks, so ~ is fine */
 #define PAGE 4096u
 #define MIB (1024u * 1024u)
@@ -77,6 +91,11 @@ __asm__(".text\n"
 extern char irq0_stub[], irq_other_stub[], fault_stub[];
 
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
+static inline u32 inl(u16 port) {
+    u32 v;
+    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
 static inline u8 inb(u16 port) {
     u8 v;
     __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
@@ -194,32 +213,55 @@ static u32 arg(const char *cl, const char *key, u32 def) {
     return def;
 }
 
-/* One writer: a linear sweep over [base, base + npages) at `rate` pages/s of guest time. Credits are
- * in PIT-tick units so the rate is exact without division: a tick earns `rate`, a page costs PIT_HZ. */
+/* The region's pages: page i at base + floor(i x stride) pages (a 32x32->64 multiply, no division). */
+static u32 region_base, stride_fp = 65536u;
+
+static volatile u32 *region_page(u32 i) {
+    return (volatile u32 *)(region_base + (u32)(((u64)i * stride_fp) >> 16) * PAGE);
+}
+
+/* One writer over region pages [first, first + npages) at `rate` pages/s of guest time. Credits are
+ * in clock ticks (PIT or PM timer) so the rate is exact without division: a tick earns `rate`, a page
+ * costs the clock's frequency `hz`.
+ * In order, or scattered: a full-period LCG over the next power of two >= npages (multiplier = 1 mod 4,
+ * odd increment), skipping indexes past the end, visits every page once per round. */
 struct stream {
-    volatile u32 *base;
-    u32 npages, rate, next, written, stamp;
+    u32 first, npages, rate, next, written, stamp, scatter, x, mask;
     u64 credits, cap;
 };
 
-static void stream_init(struct stream *s, u32 base, u32 npages, u32 rate, u32 max_lag_ms) {
-    s->base = (volatile u32 *)base;
+static void stream_init(struct stream *s, u32 first, u32 npages, u32 rate, u32 max_lag_ms, u32 scatter,
+                        u32 hz) {
+    s->first = first;
     s->npages = npages;
     s->rate = npages ? rate : 0;
-    s->next = s->written = 0;
+    s->next = s->written = s->x = 0;
     s->stamp = 1;
+    s->scatter = scatter;
+    for (s->mask = 1; s->mask < npages; s->mask <<= 1) {
+    }
+    s->mask -= 1;
     s->credits = 0;
-    s->cap = (u64)PIT_HZ * ((rate / 1000u) * max_lag_ms + (rate % 1000u) * max_lag_ms / 1000u + 1u);
+    s->cap = (u64)hz * ((rate / 1000u) * max_lag_ms + (rate % 1000u) * max_lag_ms / 1000u + 1u);
 }
 
-static void stream_run(struct stream *s, u32 pit_ticks) {
+static u32 stream_page(struct stream *s) {
+    if (!s->scatter) return s->next;
+    do {
+        s->x = (s->x * 1103515245u + 12345u) & s->mask;
+    } while (s->x >= s->npages);
+    return s->x;
+}
+
+static void stream_run(struct stream *s, u32 ticks, u32 hz) {
     if (!s->rate) return;
-    s->credits += (u64)pit_ticks * s->rate;
+    s->credits += (u64)ticks * s->rate;
     if (s->credits > s->cap) s->credits = s->cap;
-    while (s->credits >= PIT_HZ) {
-        /* One word per page is enough for QEMU's dirty log; the value changes each pass. */
-        s->base[s->next * (PAGE / 4u)] = s->stamp + s->next;
-        s->credits -= PIT_HZ;
+    while (s->credits >= hz) {
+        /* One word per page is enough for QEMU's dirty log; the value changes each round. */
+        u32 i = stream_page(s);
+        *region_page(s->first + i) = s->stamp + i;
+        s->credits -= hz;
         s->written++;
         if (++s->next == s->npages) {
             s->next = 0;
@@ -242,16 +284,21 @@ void kmain(struct mb_info *mb) {
     u32 cold_rate = arg(cl, "cold_rate_pages", 0);
     u32 report_ms = arg(cl, "report_ms", 1000);
     u32 max_lag_ms = arg(cl, "max_lag_ms", 50);
+    u32 scatter = arg(cl, "scatter", 0);
+    u32 pm_timer = arg(cl, "pm_timer", 0);
+    stride_fp = arg(cl, "stride_fp", 65536u);
     if (start_mib < 2) start_mib = 2; /* keep clear of this kernel at 1 MiB */
     if (report_ms == 0) report_ms = 1000;
+    if (stride_fp < 65536u) stride_fp = 65536u; /* pages must not overlap */
 
-    u32 base = start_mib * MIB;
-    if (ram_end && base + region_mib * MIB > ram_end) {
+    region_base = start_mib * MIB;
+    u32 region_pages = region_mib * (MIB / PAGE);
+    if (ram_end && region_pages && (u32)region_page(region_pages - 1) + PAGE > ram_end) {
         puts("pcd warn region past end of RAM, clamped\n");
-        region_mib = ram_end > base ? (ram_end - base) / MIB : 0;
+        while (region_pages && (u32)region_page(region_pages - 1) + PAGE > ram_end) region_pages--;
+        region_mib = region_pages / (MIB / PAGE);
     }
     if (hot_mib > region_mib) hot_mib = region_mib;
-    u32 region_pages = region_mib * (MIB / PAGE);
 
     puts("pcd start");
     kv(" region_start_mib=", start_mib);
@@ -260,28 +307,48 @@ void kmain(struct mb_info *mb) {
     kv(" hot_mib=", hot_mib);
     kv(" hot_rate_pages=", hot_rate);
     kv(" cold_rate_pages=", cold_rate);
+    kv(" stride_fp=", stride_fp);
+    kv(" scatter=", scatter);
+    kv(" pm_timer=", pm_timer);
     kv(" ram_end_mib=", ram_end / MIB);
     puts("\n");
 
     interrupts_init();
 
+    u32 hz = PIT_HZ, pm_last = 0;
+    if (pm_timer) {
+        /* A PM timer that does not count (no ACPI, another PMBASE) would stop the guest: check it. */
+        pm_last = inl(PM_TIMER_PORT) & PM_MASK;
+        for (u32 start = irq0_count; irq0_count - start < 5u;) __asm__ volatile("hlt");
+        if ((inl(PM_TIMER_PORT) & PM_MASK) == pm_last) {
+            puts("pcd warn no ACPI PM timer, pacing by the PIT\n");
+            pm_timer = 0;
+        } else {
+            hz = PM_HZ;
+            pm_last = inl(PM_TIMER_PORT) & PM_MASK;
+        }
+    }
+
     /* Non-zero content everywhere: QEMU sends an all-zero page as a few bytes, which would make the
      * region nearly free to migrate. The fill time tells the host whether this accelerator is usable. */
     u32 t0 = irq0_count;
-    volatile u32 *p = (volatile u32 *)base;
-    for (u32 i = 0; i < region_pages * (PAGE / 4u); i++) p[i] = (i * 2654435761u) | 1u;
+    for (u32 i = 0; i < region_pages; i++) {
+        volatile u32 *p = region_page(i);
+        for (u32 w = 0; w < PAGE / 4u; w++) p[w] = ((i * (PAGE / 4u) + w) * 2654435761u) | 1u;
+    }
     kv("pcd filled fill_ms=", irq0_count - t0);
     puts("\n");
 
     struct stream a, b;
     if (hot_mib) {
         u32 hot_pages = hot_mib * (MIB / PAGE);
-        stream_init(&a, base, hot_pages, hot_rate, max_lag_ms);
-        stream_init(&b, base + hot_pages * PAGE, region_pages - hot_pages, cold_rate, max_lag_ms);
+        stream_init(&a, 0, hot_pages, hot_rate, max_lag_ms, scatter, hz);
+        stream_init(&b, hot_pages, region_pages - hot_pages, cold_rate, max_lag_ms, scatter, hz);
     } else {
-        stream_init(&a, base, region_pages, rate, max_lag_ms);
-        stream_init(&b, base, 0, 0, max_lag_ms);
+        stream_init(&a, 0, region_pages, rate, max_lag_ms, scatter, hz);
+        stream_init(&b, 0, 0, 0, max_lag_ms, scatter, hz);
     }
+    if (pm_timer) pm_last = inl(PM_TIMER_PORT) & PM_MASK; /* the fill's time is not owed */
 
     u32 seen = irq0_count, ms = 0, ms_frac = 0, next_report = 0;
     for (;;) {
@@ -295,11 +362,21 @@ void kmain(struct mb_info *mb) {
         u32 n = irq0_count - seen;
         seen += n;
         u32 ticks = n * PIT_RELOAD;
-        ms_frac += ticks * 1000u;
-        ms += ms_frac / PIT_HZ;
-        ms_frac %= PIT_HZ;
-        stream_run(&a, ticks);
-        stream_run(&b, ticks);
+        if (pm_timer) {
+            u32 now = inl(PM_TIMER_PORT) & PM_MASK;
+            ticks = (now - pm_last) & PM_MASK;
+            pm_last = now;
+        }
+        /* in slices of at most 2^20 ticks, so that ms_frac (ticks x 1000) fits in 32 bits */
+        while (ticks) {
+            u32 slice = ticks > (1u << 20) ? (1u << 20) : ticks;
+            ticks -= slice;
+            ms_frac += slice * 1000u;
+            ms += ms_frac / hz;
+            ms_frac %= hz;
+            stream_run(&a, slice, hz);
+            stream_run(&b, slice, hz);
+        }
         if (ms >= next_report) {
             kv("pcd ms=", ms);
             kv(" pages=", a.written + b.written);

@@ -1,0 +1,134 @@
+"""The phases of a migration as the two libvirt daemons logged them.
+
+With `log_filters` at debug level for qemu.qemu_migration, qemu.qemu_process, conf.virdomainjob and
+qemu.qemu_monitor_json (the testbed sets them; on real hosts see README), libvirtd 9.x writes one
+timestamped line as each protocol-v3 step starts, and the JSON of every QEMU monitor event, which
+carries QEMU's own microsecond timestamp. This module turns a stretch of such a log into `LogEvent`s:
+
+    source       begin       qemuMigrationSrcBeginPhase         Begin starts
+    destination  prepare     qemuMigrationDstPrepare*           Prepare starts (first line)
+    source       perform     qemuMigrationSrcPerformNative      Perform starts
+    destination  finish      qemuMigrationDstFinish             Finish starts
+    destination  start cpus  qemuProcessStartCPUs               libvirt sends "cont"
+    source       confirm     qemuMigrationSrcConfirmPhase       Confirm starts
+    source       qemu stop   qemuProcessStop (reason=migrated)  Confirm tears the source QEMU down
+    both         job end     "Stopping async job: migration *"  the daemon's migration job is over
+    both         qemu event  QEMU_MONITOR_RECV_EVENT            STOP, RESUME, MIGRATION, MIGRATION_PASS
+    both         parameters  a query-migrate-parameters reply   e.g. announce-initial
+
+Timestamps are wall-clock seconds since the epoch (libvirt's are in ms, UTC; QEMU's in us).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}[+-]\d{4}): \d+: (\w+) : (\w+):\d+ : (.*)$")
+_MARKS = (
+    # (function, message pattern or "", name)
+    ("qemuMigrationSrcBeginPhase", "", "begin"),
+    ("qemuMigrationDstPrepareAny", "", "prepare"),
+    ("qemuMigrationDstPrepareDirect", "", "prepare"),
+    ("qemuMigrationDstPrepareTunnel", "", "prepare"),
+    ("qemuMigrationSrcPerformNative", "", "perform"),
+    ("qemuMigrationSrcPerformTunnel", "", "perform"),
+    ("qemuMigrationDstFinish", "", "finish"),
+    ("qemuProcessStartCPUs", "", "start cpus"),
+    ("qemuMigrationSrcConfirmPhase", "", "confirm"),
+    ("qemuProcessStop", "reason=migrated", "qemu stop"),
+    ("virDomainObjEndAsyncJob", "Stopping async job: migration", "job end"),
+)
+_EVENT = re.compile(r"QEMU_MONITOR_RECV_EVENT: mon=\S+ event=(\{.*\})\s*$")
+_PARAMS = re.compile(r"QEMU_MONITOR_RECV_REPLY: mon=\S+ "
+                     r"reply=(\{\"return\": \{.*\"announce-initial\".*\})\s*$")
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    t_s: float
+    # "source" | "destination"
+    host: str
+    name: str
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t_s": self.t_s, "host": self.host, "name": self.name, "detail": self.detail,
+                "data": self.data}
+
+
+def _timestamp(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
+
+
+def parse_log(text: str, host: str) -> list[LogEvent]:
+    """Every mark and QEMU event in `text` (a stretch of a libvirtd debug log), in log order. A daemon
+    runs one migration at a time here, so the stretch belongs to that migration."""
+    out: list[LogEvent] = []
+    seen_prepare = False
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            continue  # a continuation line of a multi-line message (cookies are XML)
+        stamp, _level, function, message = m.groups()
+        event = _EVENT.search(message)
+        if event is not None:
+            out.append(_qemu_event(event.group(1), host))
+            continue
+        params = _PARAMS.search(message)
+        if params is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                data = json.loads(params.group(1))["return"]
+                out.append(LogEvent(_timestamp(stamp), host, "parameters", "query-migrate-parameters", data))
+            continue
+        for mark_function, pattern, name in _MARKS:
+            if function == mark_function and pattern in message:
+                # Prepare logs several functions in turn; its start is the first
+                if name == "prepare":
+                    if seen_prepare:
+                        break
+                    seen_prepare = True
+                out.append(LogEvent(_timestamp(stamp), host, name, message[:200]))
+                break
+    return out
+
+
+def _qemu_event(text: str, host: str) -> LogEvent:
+    obj = json.loads(text)
+    stamp = obj.get("timestamp", {})
+    t_s = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
+    data = obj.get("data", {}) or {}
+    detail = data.get("status", "") if obj.get("event") == "MIGRATION" else ""
+    if obj.get("event") == "MIGRATION_PASS":
+        detail = str(data.get("pass", ""))
+    return LogEvent(t_s, host, "qemu " + obj.get("event", "?"), detail, data)
+
+
+class LogTail:
+    """The part of a log written after this object was made: note the size now, read the rest later."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path else None
+        self.offset = self._size()
+
+    def _size(self) -> int:
+        try:
+            return self.path.stat().st_size if self.path else 0
+        except OSError:
+            return 0
+
+    def read(self) -> str:
+        if self.path is None:
+            return ""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                return fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""

@@ -1,0 +1,243 @@
+"""What a real migration was, as the same result record the simulator writes (engine "executor").
+
+`build_record` is pure: it reads the observations of one run (the daemons' logged phases and QEMU
+events, libvirt's events, job-stats samples, the completed job's statistics) and fills every column.
+Where the columns come from:
+
+    phases            the daemons' logs (daemon_log.py); t = 0 is the client's migration call
+    precopy_time_s    QEMU MIGRATION "active" -> QEMU STOP (source)
+    downtime_ms       QEMU STOP -> MIGRATION "completed" (source): QEMU's own downtime; in a forced
+                      post-copy, STOP -> "postcopy-active"
+    pause_window_ms   the completed job's `downtime` (libvirt: source stop -> destination start)
+    parts             handshake STOP -> "device"; final copy "device" -> "completed"; Finish RPC
+                      "completed" -> the destination's Finish; Finish work -> "cont"; resume "cont" ->
+                      QEMU RESUME (destination). They add up to QEMU's STOP -> RESUME, kept as
+                      extra["pause_window_qemu_ms"], a few ms under libvirt's figure.
+    network_outage    port type none: the pause window + QEMU's first self-announce, read from QEMU's
+                      migration parameters (announce-initial), assumed rather than observed: the test
+                      guest has no NIC to send it (extra["announce_source"] says which)
+    iterations        the completed job's memory_iteration (QEMU dirty-sync-count)
+    bytes_sent        the completed job's memory_processed
+    dirty_rate        the median of QEMU's non-zero memory_dirty_rate samples (pages/s)
+
+Without logs (real hosts whose logs are not readable here) the phases are NaN and the source stop and
+destination start come from libvirt's lifecycle events, timed at the client.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models.record import MigrationRecord
+from ..models.scenario import Scenario
+from ..models.units import s_to_ms
+from .daemon_log import LogEvent
+from .events import DomainEvent
+from .jobinfo import JobInfo
+
+NAN = math.nan
+SWITCHOVER_STATUSES = ("pre-switchover", "device", "completed", "postcopy-active")
+# QEMU migration/options.c: announce-initial 50 ms, when its parameters were not logged
+QEMU_ANNOUNCE_INITIAL_MS = 50.0
+# include/libvirt/virterror.h: VIR_ERR_OPERATION_ABORTED, VIR_FROM_RPC
+ERR_OPERATION_ABORTED = 78
+FROM_RPC = 7
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything one run saw. Times are wall-clock seconds since the epoch."""
+
+    scenario: Scenario
+    mode: str
+    t0_s: float
+    t_end_s: float
+    # "" when the migration call succeeded
+    error: str = ""
+    error_code: int = 0
+    error_domain: int = 0
+    # after a failure: could this client still reach the destination daemon (None: not asked)
+    destination_reachable: bool | None = None
+    # the source domain's state after the call: "running", "paused", "shut off", ...
+    source_state: str = ""
+    # what the executor's watchdog did: "" | "timeout" | "give-up"
+    watchdog: str = ""
+    watchdog_s: float = NAN
+    completed: JobInfo = field(default_factory=JobInfo)
+    samples: tuple[tuple[float, JobInfo], ...] = ()
+    events: tuple[DomainEvent, ...] = ()
+    log_events: tuple[LogEvent, ...] = ()
+    rtt_ms: float = NAN
+
+
+class _Timeline:
+    def __init__(self, obs: Observations) -> None:
+        self.obs = obs
+        self.t0 = obs.t0_s
+
+    def log(self, host: str, name: str, detail: str | None = None, after_s: float = -math.inf) -> float:
+        """Seconds after t0 of the first logged `name` on `host` (with `detail`), or NaN."""
+        for e in self.obs.log_events:
+            if e.host == host and e.name == name and (detail is None or e.detail == detail) \
+                    and e.t_s - self.t0 >= after_s:
+                return e.t_s - self.t0
+        return NAN
+
+    def qemu_status(self, host: str, *statuses: str) -> float:
+        times = [self.log(host, "qemu MIGRATION", s) for s in statuses]
+        return min((t for t in times if not math.isnan(t)), default=NAN)
+
+    def event(self, host: str, kind: str, name: str, detail: str | None = None) -> float:
+        for e in self.obs.events:
+            if (e.host, e.kind, e.name) == (host, kind, name) and detail in (None, e.detail):
+                return e.t_s - self.t0
+        return NAN
+
+
+def _first(*values: float) -> float:
+    return next((v for v in values if not math.isnan(v)), NAN)
+
+
+def _ms_between(a: float, b: float) -> float:
+    return s_to_ms(b - a) if not (math.isnan(a) or math.isnan(b)) else NAN
+
+
+def announce_ms(log_events: Iterable[LogEvent]) -> tuple[float, str]:
+    """QEMU's first self-announce after the destination starts, and where the figure came from."""
+    for e in log_events:
+        if e.name == "parameters" and e.host == "destination" and "announce-initial" in e.data:
+            return float(e.data["announce-initial"]), "QEMU announce-initial (destination's parameters); " \
+                "assumed, not observed: the guest sends no RARP without a NIC"
+    return QEMU_ANNOUNCE_INITIAL_MS, "QEMU's default announce-initial; assumed, not observed"
+
+
+def observed_dirty_rate(samples: Iterable[tuple[float, JobInfo]]) -> float:
+    rates = [info.memory_dirty_rate_pages_s for _, info in samples
+             if info.active and info.memory_dirty_rate_pages_s > 0]
+    return float(statistics.median(rates)) if rates else 0.0
+
+
+def failure_text(obs: Observations) -> str:
+    """Why the VM stayed on the source, in the simulator's words where they overlap ("timeout",
+    "not-converged"), else what failed and libvirt's message. libvirt says "client socket is closed"
+    both when the destination daemon died and when the link between the hosts was cut; whether this
+    client can still reach the destination daemon tells the two apart."""
+    if obs.watchdog == "timeout" and obs.scenario.migration.timeout_action == "abort":
+        return "timeout"
+    if obs.watchdog == "give-up":
+        return "not-converged"
+    if not obs.error:
+        return ""
+    if obs.destination_reachable is False:
+        return f"destination daemon unreachable: {obs.error}"
+    if obs.error_code == ERR_OPERATION_ABORTED:
+        return f"aborted: {obs.error}"
+    if obs.error_domain == FROM_RPC:
+        return f"connection between the hosts lost (destination daemon up): {obs.error}"
+    return f"migration failed: {obs.error}"
+
+
+def build_record(obs: Observations) -> MigrationRecord:
+    s = obs.scenario
+    tl = _Timeline(obs)
+    failure = failure_text(obs)
+    forced = s.migration.timeout_action if obs.watchdog == "timeout" and not failure else ""
+    last = obs.samples[-1][1] if obs.samples else JobInfo()
+    done = obs.completed if obs.completed.memory_iteration else last
+
+    active = tl.qemu_status("source", "active")
+    stop = _first(tl.log("source", "qemu STOP", after_s=_first(active, 0.0)),
+                  tl.event("source", "lifecycle", "suspended", "migrated"),
+                  tl.event("source", "lifecycle", "suspended", "paused"))
+    device = tl.qemu_status("source", "device", "postcopy-active")
+    # a guest paused by the timeout stopped long before the switchover's handshake began
+    handshake_start = tl.qemu_status("source", "pre-switchover") if forced == "pause" else stop
+    # the source's copy ends when the destination may run: "completed", or in post-copy the switch
+    # to "postcopy-active" (the rest of RAM follows on demand)
+    completed = _first(tl.qemu_status("source", "postcopy-active"), tl.qemu_status("source", "completed"))
+    live_end = _first(stop, tl.qemu_status("source", "cancelling", "cancelled", "failed"))
+    finish = tl.log("destination", "finish")
+    start_cpus = tl.log("destination", "start cpus")
+    dst_resume = _first(tl.log("destination", "qemu RESUME"),
+                        tl.event("destination", "lifecycle", "resumed", "migrated"),
+                        tl.event("destination", "lifecycle", "resumed", "postcopy"))
+    switched = not math.isnan(tl.qemu_status("source", *SWITCHOVER_STATUSES)) or (
+        not obs.error and not math.isnan(stop))
+    converged = (switched or (not obs.error and not failure)) and failure not in ("timeout", "not-converged")
+
+    announce, announce_source = announce_ms(obs.log_events)
+    if failure:
+        # the guest stayed on the source: frozen from its stop until it ran there again, if it stopped
+        src_resume = tl.log("source", "qemu RESUME", after_s=_first(stop, math.inf))
+        pause = _ms_between(stop, src_resume) if not math.isnan(stop) else 0.0
+        outage = pause
+    else:
+        pause = float(done.downtime_ms) if obs.completed.downtime_ms else _ms_between(stop, dst_resume)
+        outage = pause + announce
+    phases = {
+        "begin_start_s": 0.0,
+        "begin_end_s": tl.log("destination", "prepare"),
+        "prepare_start_s": tl.log("destination", "prepare"),
+        "prepare_end_s": tl.log("source", "perform"),
+        "perform_start_s": tl.log("source", "perform"),
+        "perform_end_s": _first(finish, tl.log("source", "confirm")),
+        "finish_start_s": finish,
+        "finish_end_s": tl.log("source", "confirm"),
+        "confirm_start_s": tl.log("source", "confirm"),
+        "confirm_end_s": _first(tl.log("source", "job end", after_s=_first(tl.log("source", "confirm"), 0.0)),
+                                obs.t_end_s - obs.t0_s),
+    }
+    if math.isnan(phases["begin_end_s"]):
+        phases["begin_start_s"] = NAN
+    live_s = live_end - active if not (math.isnan(live_end) or math.isnan(active)) else NAN
+    qemu_pause = _ms_between(stop, dst_resume)
+    extra: dict[str, Any] = {
+        "mode": s.migration.mode,
+        "pause_window_qemu_ms": qemu_pause,
+        "downtime_net_ms": float(done.downtime_net_ms),
+        "time_elapsed_ms": float(done.time_elapsed_ms),
+        "announce_ms": announce,
+        "announce_source": announce_source,
+        "memory_constant_pages": done.memory_constant_pages,
+        "memory_normal_pages": done.memory_normal_pages,
+        "iteration_times_s": [e.t_s - obs.t0_s for e in obs.log_events
+                              if e.host == "source" and e.name == "qemu MIGRATION_PASS"],
+        "qemu_stop_s": stop,
+        "destination_start_s": dst_resume,
+        "live_start_s": active,
+        "watchdog": obs.watchdog,
+        "watchdog_s": obs.watchdog_s - obs.t0_s,
+        "error": obs.error,
+        "error_code": obs.error_code,
+        "error_domain": obs.error_domain,
+        "destination_reachable": obs.destination_reachable,
+        "source_state": obs.source_state,
+        "rtt_ms": obs.rtt_ms,
+        "phases_from": "daemon logs" if obs.log_events else "client events only",
+    }
+    return MigrationRecord(
+        scenario_id=s.scenario_id, engine="executor", seed=0, scenario_name=s.name,
+        converged=converged, failure=failure, forced=forced,
+        iterations=max(done.memory_iteration, len(extra["iteration_times_s"])),
+        total_time_s=obs.t_end_s - obs.t0_s, precopy_time_s=live_s,
+        downtime_ms=_ms_between(stop, completed) if not failure else 0.0,
+        pause_window_ms=pause, network_outage_ms=outage, association_ms=0.0,
+        bytes_sent=float(done.memory_processed_bytes),
+        final_copy_ms=_zero_if_nan(_ms_between(device, completed)),
+        handshake_ms=_zero_if_nan(_ms_between(handshake_start, device)),
+        finish_rpc_ms=_zero_if_nan(_ms_between(completed, finish)),
+        finish_work_ms=_zero_if_nan(_ms_between(finish, start_cpus)),
+        resume_ms=_zero_if_nan(_ms_between(start_cpus, dst_resume)),
+        setup_time_ms=float(done.setup_time_ms),
+        dirty_rate_pages_s=observed_dirty_rate(obs.samples),
+        extra=extra, **phases)
+
+
+def _zero_if_nan(value: float) -> float:
+    """A part of the pause window that did not happen (or was not logged) took no time."""
+    return 0.0 if math.isnan(value) else value
+

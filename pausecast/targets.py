@@ -1,0 +1,113 @@
+"""Where a real migration runs, as the commands `run`, `validate` and `calibrate` take it: the local
+testbed (`--testbed`), or two libvirt daemons and a running domain (`--src URI --dst URI --domain`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .executor.jobinfo import JobInfo
+from .executor.migrate import GIVE_UP_S, Endpoints, Measurement, migrate
+from .executor.testbed import DEFAULT_STATE_DIR, Testbed
+from .executor.testbed_run import run_on_testbed, shape_for
+from .models.errors import ScenarioError
+from .models.scenario import Scenario
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to migrate (one of --testbed or --src/--dst/--domain)")
+    g.add_argument("--testbed", action="store_true",
+                   help="the local two-host testbed (brought up if it is down, and left up; "
+                        "'pausecast testbed down' removes it); the test guest stands for the VM")
+    g.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), metavar="DIR",
+                   help=f"the testbed's state directory (default {DEFAULT_STATE_DIR})")
+    g.add_argument("--src", metavar="URI", help="source libvirt URI, e.g. qemu+ssh://host-a/system")
+    g.add_argument("--dst", metavar="URI", help="destination libvirt URI, as this machine reaches it")
+    g.add_argument("--domain", metavar="NAME", help="the running domain to migrate (on --src)")
+    g.add_argument("--p2p-dst", metavar="URI", default="",
+                   help="the destination as the source daemon reaches it (peer-to-peer; default --dst)")
+    g.add_argument("--migrate-uri", metavar="URI", default="",
+                   help="where QEMU sends the stream, e.g. tcp://10.0.0.2 (default: the destination's "
+                        "choice)")
+    g.add_argument("--src-log", metavar="PATH", default="",
+                   help="the source libvirtd's debug log, to read the phases from (see README)")
+    g.add_argument("--dst-log", metavar="PATH", default="", help="the destination libvirtd's debug log")
+    g.add_argument("--give-up-s", type=float, default=GIVE_UP_S, metavar="S",
+                   help=f"without a scenario timeout, abort a pre-copy still running after S seconds and "
+                        f"record it as not converging (default {GIVE_UP_S:g})")
+
+
+@dataclass
+class Target:
+    """Runs scenarios on one place; `describe` says where, for the reports."""
+
+    args: argparse.Namespace
+    testbed: Testbed | None = None
+
+    @property
+    def describe(self) -> str:
+        if self.testbed is not None:
+            return f"testbed {self.testbed.state_dir} ({self.testbed.virt_type})"
+        return f"{self.args.src} -> {self.args.dst}, domain {self.args.domain}"
+
+    def run(self, scenario: Scenario,
+            on_sample: Callable[[float, JobInfo], None] | None = None) -> Measurement:
+        if self.testbed is not None:
+            return run_on_testbed(self.testbed, scenario, on_sample=on_sample, give_up_s=self.args.give_up_s)
+        a = self.args
+        ends = Endpoints(src_uri=a.src, dst_uri=a.dst, p2p_dst_uri=a.p2p_dst, migrate_uri=a.migrate_uri,
+                         src_log=a.src_log, dst_log=a.dst_log)
+        return migrate(scenario, ends, a.domain, on_sample=on_sample, give_up_s=a.give_up_s)
+
+
+def open_target(args: argparse.Namespace, scenario: Scenario | None = None) -> Target:
+    """The target the arguments name. With --testbed, brings the testbed up if it is down, its link
+    shaped for `scenario`."""
+    real = [args.src, args.dst, args.domain]
+    if args.testbed == any(real):
+        raise ScenarioError("target", "--testbed" if args.testbed else "none",
+                            "give either --testbed or all of --src, --dst and --domain")
+    if not args.testbed:
+        if not all(real):
+            raise ScenarioError("target", " ".join(a or "-" for a in real), "give --src, --dst and --domain")
+        return Target(args)
+    tb = Testbed(state_dir=Path(args.state_dir))
+    if not tb.is_up():
+        print(f"pausecast: bringing the testbed up in {tb.state_dir} (it stays up; "
+              "'pausecast testbed down' removes it)", file=sys.stderr)
+        tb.up()
+        if scenario is not None:
+            shape_for(tb, scenario)
+    return Target(args, tb)
+
+
+# exit code when the migration could not be attempted (testbed, daemon or domain missing)
+EXIT_CANNOT_RUN = 3
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def cannot_run_is_one_line(handler: Handler) -> Handler:
+    """A command handler whose environment failures (no testbed, no daemon, no domain, no libvirt
+    module) print as one line with EXIT_CANNOT_RUN instead of a traceback."""
+    from .executor.guest_build import GuestBuildError
+    from .executor.migrate import ExecutorError
+    from .executor.testbed import TestbedError
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (ExecutorError, TestbedError, GuestBuildError, ImportError) as exc:
+            print(f"pausecast: cannot run: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+        except Exception as exc:
+            if type(exc).__name__ != "libvirtError":
+                raise
+            print(f"pausecast: cannot run: libvirt: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+
+    return wrapped

@@ -1,0 +1,357 @@
+"""The executor's pure parts, without libvirt: job statistics, the daemons' logs, the measured record,
+calibration, the scenario -> test guest map, the validation arithmetic, and the sweep pattern the
+testbed's guest needs from the model. Expected values are worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pausecast.cli import main
+from pausecast.executor.calibrate import CalibrationError, combine, overheads_of
+from pausecast.executor.daemon_log import LogTail, parse_log
+from pausecast.executor.events import lifecycle_name
+from pausecast.executor.guest_domain import STRIDE_ONE
+from pausecast.executor.jobinfo import JOB_COMPLETED, JobInfo
+from pausecast.executor.measure import Observations, build_record
+from pausecast.executor.scenario_map import RESERVED_MIB, delay_to_apply_ms, guest_for
+from pausecast.models import switchover as rule
+from pausecast.models.dirty import ConstantDirty, dirty_model_for
+from pausecast.models.errors import ScenarioError
+from pausecast.models.fieldpaths import get_value
+from pausecast.models.overheads import OVERHEAD_FIELDS, load_overheads_profile
+from pausecast.models.record import MigrationRecord
+from pausecast.progress import ProgressLine
+from pausecast.run_results import strict_json
+from pausecast.sim import fast, predict
+from pausecast.validation import Comparison, median_record, verdict
+
+from .conftest import make
+
+# ------------------------------------------------------------------------------------------ jobinfo
+
+
+def test_jobinfo_types_what_libvirt_gives_and_keeps_the_rest():
+    raw = {"type": 3, "downtime": 125, "memory_iteration": 11, "memory_bps": 34032245,
+           "memory_dirty_rate": 4686, "memory_total": 1000, "memory_remaining": 250, "vendor_key": "x"}
+    info = JobInfo.from_stats(raw)
+    assert (info.type, info.downtime_ms, info.memory_iteration) == (JOB_COMPLETED, 125, 11)
+    assert info.memory_bytes_s == 34032245 and info.memory_dirty_rate_pages_s == 4686
+    assert info.setup_time_ms == 0  # absent: tolerated
+    assert info.raw["vendor_key"] == "x" and info.type_name == "completed" and not info.active
+    # virsh --verbose: 100 - 250 x 100 / 1000 = 75 %, from memory when there is no data_total
+    assert info.progress_pct() == 75.0
+    assert JobInfo.from_stats(None).type_name == "none"
+
+
+def test_lifecycle_events_are_named_as_libvirt_numbers_them():
+    # include/libvirt/libvirt-domain.h: VIR_DOMAIN_EVENT_SUSPENDED = 3 with detail _MIGRATED = 1,
+    # VIR_DOMAIN_EVENT_RESUMED = 4 with _MIGRATED = 1, VIR_DOMAIN_EVENT_STOPPED = 5 with _MIGRATED = 3
+    assert lifecycle_name(3, 1) == ("suspended", "migrated")
+    assert lifecycle_name(4, 1) == ("resumed", "migrated")
+    assert lifecycle_name(5, 3) == ("stopped", "migrated")
+    assert lifecycle_name(42, 0) == ("42", "0")
+
+
+def test_the_progress_line_is_virshs_on_a_terminal_only():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    active = JobInfo.from_stats({"type": 2, "data_total": 400, "data_remaining": 100, "memory_iteration": 2,
+                                 "memory_bps": 32 * 2**20, "memory_dirty_rate": 5000})
+    for stream in (tty, pipe):
+        line = ProgressLine(stream)
+        line(0.0, active)
+        line.finish(migrated=True)
+    # 100 - 100 x 100 / 400 = 75 %
+    assert tty.getvalue().startswith("\rMigration: [ 75 %]  iteration 2    32.0 MiB/s  dirty 5000 pages/s")
+    assert "Migration: [100 %]" in tty.getvalue() and pipe.getvalue() == ""
+
+
+# -------------------------------------------------------------------------------------- daemon logs
+
+T0 = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC, the client's migration call in the logs below
+
+
+def _line(ms: int, function: str, message: str) -> str:
+    """A libvirtd debug line `ms` milliseconds after T0."""
+    return f"2027-01-15 08:00:{ms // 1000:02d}.{ms % 1000:03d}+0000: 7: debug : {function}:1 : {message}"
+
+
+def _event(ms: int, event: str, data: dict | None = None) -> str:
+    body = {"timestamp": {"seconds": 1_800_000_000 + ms // 1000, "microseconds": ms % 1000 * 1000},
+            "event": event, **({"data": data} if data else {})}
+    return _line(ms, "qemuMonitorJSONIOProcessLine",
+                 f"QEMU_MONITOR_RECV_EVENT: mon=0x5 event={json.dumps(body)}")
+
+
+SRC_LOG = "\n".join([
+    _line(10, "qemuMigrationSrcBeginPhase", "driver=0x1, vm=0x2"),
+    _line(520, "qemuMigrationSrcPerformNative", "uri=tcp:10.0.0.2:49152, cookiein=<qemu-migration>"),
+    "  a continuation line of the cookie </qemu-migration>",
+    _event(540, "MIGRATION", {"status": "active"}),
+    _event(4540, "MIGRATION_PASS", {"pass": 2}),
+    _event(6040, "STOP"),
+    _event(6045, "MIGRATION", {"status": "device"}),
+    _event(6125, "MIGRATION", {"status": "completed"}),
+    _line(6170, "qemuMigrationSrcConfirmPhase", "driver=0x1, vm=0x2"),
+    _line(6171, "qemuProcessStop", "Shutting down vm=0x2 name=g id=1 pid=9, reason=migrated"),
+    _line(6400, "virDomainObjEndAsyncJob", "Stopping async job: migration out (vm=0x2)"),
+]) + "\n"
+DST_LOG = "\n".join([
+    _line(20, "qemuMigrationDstPrepareDirect", "driver=0x3"),
+    _line(21, "qemuMigrationDstPrepareFresh", "name=g"),
+    _line(300, "qemuMonitorJSONIOProcessLine",
+          'QEMU_MONITOR_RECV_REPLY: mon=0x6 reply={"return": {"announce-initial": 50}, "id": "l-9"}'),
+    _line(6130, "qemuMigrationDstFinish", "driver=0x3"),
+    _line(6140, "qemuProcessStartCPUs", "Using lock state '<null>'"),
+    _event(6141, "RESUME"),
+]) + "\n"
+
+
+def _logged() -> list:
+    return sorted(parse_log(SRC_LOG, "source") + parse_log(DST_LOG, "destination"), key=lambda e: e.t_s)
+
+
+def test_the_log_gives_each_phase_mark_and_qemu_event_once():
+    names = [(e.host, e.name, e.detail) for e in _logged() if e.name != "parameters"]
+    assert [n for h, n, _ in names if h == "destination"] == ["prepare", "finish", "start cpus",
+                                                              "qemu RESUME"]
+    assert [n for h, n, _ in names if h == "source"] == [
+        "begin", "perform", "qemu MIGRATION", "qemu MIGRATION_PASS", "qemu STOP", "qemu MIGRATION",
+        "qemu MIGRATION", "confirm", "qemu stop", "job end"]
+    params = next(e for e in _logged() if e.name == "parameters")
+    assert params.data["announce-initial"] == 50
+
+
+def test_log_tail_reads_only_what_came_after_it(tmp_path):
+    log = tmp_path / "migration.log"
+    log.write_text("old\n")
+    tail = LogTail(log)
+    with open(log, "a") as fh:
+        fh.write("new\n")
+    assert tail.read() == "new\n"
+    assert LogTail(None).read() == "" and LogTail(tmp_path / "absent").read() == ""
+
+
+# ----------------------------------------------------------------------------------- the record
+
+
+def _observations(**changes) -> Observations:
+    scenario = make(vm={"memory_mib": 256, "zero_page_fraction": 0.5, "dirty": {"rate_mib_s": 19.53125}})
+    completed = JobInfo.from_stats({"type": 3, "downtime": 110, "memory_iteration": 3, "setup_time": 2,
+                                    "memory_processed": 300 * 2**20})
+    samples = tuple((T0 + 1 + i, JobInfo.from_stats({"type": 2, "memory_dirty_rate": rate}))
+                    for i, rate in enumerate((0, 4900, 5000, 5100)))
+    base = dict(scenario=scenario, mode="p2p", t0_s=T0, t_end_s=T0 + 6.5, completed=completed,
+                samples=samples, log_events=tuple(_logged()), rtt_ms=0.05)
+    base.update(changes)
+    return Observations(**base)
+
+
+def test_a_migrated_run_becomes_the_simulators_record():
+    r = build_record(_observations())
+    assert (r.engine, r.converged, r.failure, r.iterations) == ("executor", True, "", 3)
+    # phases from the marks, t = 0 at the call: Prepare starts at .020, Perform at .520, Finish at 6.130,
+    # Confirm at 6.170, the source's job ends at 6.400
+    assert (r.begin_start_s, r.begin_end_s) == (0.0, pytest.approx(0.020, abs=1e-6))
+    assert r.prepare_end_s == r.perform_start_s == pytest.approx(0.520, abs=1e-6)
+    assert r.perform_end_s == r.finish_start_s == pytest.approx(6.130, abs=1e-6)
+    assert r.finish_end_s == r.confirm_start_s == pytest.approx(6.170, abs=1e-6)
+    assert r.confirm_end_s == pytest.approx(6.400, abs=1e-6) and r.total_time_s == pytest.approx(6.5)
+    # QEMU's stamps: active .540, STOP 6.040, device 6.045, completed 6.125; RESUME 6.141 on the destination
+    assert r.precopy_time_s == pytest.approx(5.5, abs=1e-6)
+    assert r.downtime_ms == pytest.approx(85.0, abs=1e-3)
+    assert (r.handshake_ms, r.final_copy_ms) == (pytest.approx(5.0, abs=1e-3), pytest.approx(80.0, abs=1e-3))
+    # completed -> Finish 5 ms, Finish -> cont 10 ms, cont -> RESUME 1 ms: 101 ms by QEMU's stamps
+    assert (r.finish_rpc_ms, r.finish_work_ms, r.resume_ms) == pytest.approx((5.0, 10.0, 1.0), abs=1e-3)
+    assert r.extra["pause_window_qemu_ms"] == pytest.approx(101.0, abs=1e-3)
+    # libvirt's completed-job downtime is the pause window; the outage adds QEMU's announce-initial
+    assert r.pause_window_ms == 110.0 and r.network_outage_ms == 160.0
+    assert "assumed" in r.extra["announce_source"]
+    assert r.bytes_sent == 300 * 2**20 and r.setup_time_ms == 2.0
+    # the median of the non-zero dirty rates 4900, 5000, 5100
+    assert r.dirty_rate_pages_s == 5000.0
+    assert r.extra["iteration_times_s"] == [pytest.approx(4.54, abs=1e-6)]
+
+
+def test_failures_say_what_failed_and_leave_the_pause_at_zero():
+    def failed(**kw) -> MigrationRecord:
+        return build_record(_observations(log_events=(), completed=JobInfo(), **kw))
+
+    lost = dict(error="internal error: client socket is closed", error_code=1, error_domain=7)
+    assert failed(destination_reachable=False, **lost).failure.startswith("destination daemon unreachable")
+    assert failed(destination_reachable=True, **lost).failure.startswith("connection between the hosts lost")
+    timed_out = failed(error="operation aborted: migration out job: canceled by client", error_code=78,
+                       watchdog="timeout", scenario=make(migration={"timeout_s": 5}))
+    assert (timed_out.failure, timed_out.converged) == ("timeout", False)
+    assert failed(error="x", error_code=78).failure == "aborted: x"
+    assert failed(error="x", error_code=1).failure == "migration failed: x"
+    assert failed(watchdog="give-up", error="x", error_code=78).failure == "not-converged"
+    for r in (timed_out, failed(**lost)):
+        assert r.pause_window_ms == 0.0 and not r.migrated and math.isnan(r.prepare_start_s)
+
+
+# -------------------------------------------------------------------------------------- calibration
+
+
+def test_calibrated_costs_add_up_to_the_measured_run():
+    r = build_record(_observations())
+    costs = overheads_of(r)
+    assert set(costs) == set(OVERHEAD_FIELDS)
+    # rtt 0.05 ms: begin 20; prepare 500 - 0.05; setup 20 - 0.05; handshake 5; resume 1;
+    # finish = 110 - 5 - 80 - 1 - 0.025 = 23.975; confirm = (6.5 - (6.040 + 0.110)) s - 0.025 = 349.975
+    expected = {"begin_ms": 20.0, "prepare_ms": 499.95, "setup_ms": 19.95, "handshake_ms": 5.0,
+                "resume_ms": 1.0, "finish_ms": 23.975, "confirm_ms": 349.975, "announce_ms": 50.0}
+    assert costs == pytest.approx(expected, abs=1e-3)
+    # the engine's layout: begin | h+prepare+h | setup+2h, live, handshake + final | h+finish+resume
+    # | h+confirm, with the measured live phase and final copy, gives back the measured total
+    h = 0.05 / 2
+    total_ms = (costs["begin_ms"] + costs["prepare_ms"] + 2 * h + costs["setup_ms"] + 2 * h + 5500.0
+                + costs["handshake_ms"] + 80.0 + h + costs["finish_ms"] + costs["resume_ms"]
+                + h + costs["confirm_ms"])
+    # (epoch seconds carry ~1e-7 s of float rounding)
+    assert total_ms == pytest.approx(6500.0, abs=1e-3)
+    medians, spreads = combine([costs, {**costs, "begin_ms": 30.0}, {**costs, "begin_ms": 10.0}])
+    assert medians["begin_ms"] == pytest.approx(20.0, abs=1e-3) and spreads["begin_ms"] == (10.0, 30.0)
+    with pytest.raises(CalibrationError):
+        overheads_of(build_record(_observations(log_events=())))
+
+
+def test_a_calibrated_profile_is_a_scenarios_profile(tmp_path):
+    profile = tmp_path / "p.toml"
+    profile.write_text('[overheads]\nprepare_ms = 480.0\nconfirm_ms = 218.0\n[measured]\nruns = 5\n')
+    costs = load_overheads_profile(str(profile))
+    assert (costs["prepare_ms"], costs["confirm_ms"]) == (480.0, 218.0)
+    s = make(overheads={"profile": str(profile)})
+    assert s.overheads.prepare_ms == 480.0
+
+
+# --------------------------------------------------------------------------------- the test guest
+
+
+def test_the_guest_stands_for_the_scenarios_vm():
+    s = make(vm={"memory_mib": 256, "zero_page_fraction": 0.5, "dirty": {"rate_mib_s": 19.53125}})
+    plan = guest_for(s)
+    assert plan.memory_mib == 256 and plan.dirty.region_mib == 128
+    assert plan.dirty.rate_pages == 5000  # 19.53125 MiB/s x 256 pages per MiB
+    # 128 MiB spread over the 253 MiB the region may use: pages 253/128 apart, in 16.16 fixed point
+    assert plan.dirty.stride_fp == (256 - RESERVED_MIB) * STRIDE_ONE // 128
+    assert plan.dirty.min_memory_mib() <= 256 and plan.dirty.scatter == 1 and plan.dirty.pm_timer == 1
+    hot = guest_for(make(vm={"memory_mib": 128, "zero_page_fraction": 0.5, "dirty": {
+        "model": "hotcold", "hot_set_mib": 8, "hot_rate_mib_s": 40, "cold_rate_mib_s": 4}}))
+    assert (hot.dirty.hot_mib, hot.dirty.hot_rate_pages, hot.dirty.cold_rate_pages) == (8, 10240, 1024)
+
+
+@pytest.mark.parametrize(("sections", "field"), [
+    ({"vm": {"page_size_bytes": 65536}}, "vm.page_size_bytes"),
+    ({"vm": {"memory_mib": 256.5}}, "vm.memory_mib"),
+    ({"vm": {"memory_mib": 256, "zero_page_fraction": 0.0}}, "vm.zero_page_fraction"),
+    ({"vm": {"device_state_mib": 1.0}}, "vm.device_state_mib"),
+    ({"port_profile": {"type": "802.1Qbg"}}, "port_profile.type"),
+])
+def test_what_the_guest_cannot_be_is_refused_by_field(sections, field):
+    with pytest.raises(ScenarioError) as err:
+        guest_for(make(**sections))
+    assert err.value.field == field
+
+
+def test_a_delay_is_refused_only_where_it_cannot_be_added_and_matters():
+    s = make(link={"rtt_ms": 0.5})
+    assert delay_to_apply_ms(s, can_delay=False, measured_rtt_ms=0.05) == 0.0  # 0.45 ms short: tolerated
+    assert delay_to_apply_ms(s, can_delay=True, measured_rtt_ms=0.05) == pytest.approx(0.45)
+    with pytest.raises(ScenarioError) as err:
+        delay_to_apply_ms(make(link={"rtt_ms": 20.0}), can_delay=False, measured_rtt_ms=0.05)
+    assert err.value.field == "link.rtt_ms" and "netem" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- the sweep pattern
+
+
+def test_a_sweep_adds_all_its_new_pages_after_the_first_sync():
+    # 1,000 written pages, 100 pending. The first sync after the setup meets the setup's pending pages
+    # at random: 200 dirtied pages add 200 x (1 - 100/1000) = 180. Later syncs add all 200 (a sweep
+    # does not come back to a pending page within its round); random keeps adding 180.
+    def after(pattern: str, syncs: int) -> float:
+        state = rule.PrecopyState(page_size_bytes=4096, universe_pages=1000, t_s=1.0,
+                                  bitmap_data_pages=100, syncs=syncs)
+        rule.sync(state, ConstantDirty(200.0, 1000, sweeps=pattern == "sweep"))
+        return state.bitmap_data_pages
+
+    assert after("sweep", 1) == pytest.approx(280) and after("random", 1) == pytest.approx(280)
+    assert after("sweep", 2) == pytest.approx(300) and after("random", 2) == pytest.approx(280)
+
+
+def test_the_sweep_pattern_is_a_constant_models_and_goes_to_the_simpy_engine():
+    s = make(vm={"dirty": {"rate_mib_s": 500, "pattern": "sweep"}})
+    assert dirty_model_for(s.vm).sweeps
+    # pending sets that shrink more slowly: never fewer syncs than the random pattern
+    assert predict(s).iterations >= predict(make(vm={"dirty": {"rate_mib_s": 500}})).iterations
+    columns = {f: [get_value(x, f) for x in (s, make())] for f in fast.FIELDS}
+    assert fast.eligible(columns).tolist() == [False, True]
+    with pytest.raises(ScenarioError) as err:
+        make(vm={"dirty": {"model": "hotcold", "hot_set_mib": 1, "pattern": "sweep"}})
+    assert err.value.field == "vm.dirty.pattern"
+
+
+# -------------------------------------------------------------------------------------- validation
+
+
+def _record(**values) -> MigrationRecord:
+    base = dict(scenario_id="s", engine="x", converged=True, total_time_s=10.0, pause_window_ms=100.0,
+                iterations=5, precopy_time_s=9.0, prepare_start_s=0.0, prepare_end_s=0.5,
+                confirm_start_s=9.7, confirm_end_s=10.0)
+    base.update(values)
+    return MigrationRecord(**base)
+
+
+def test_errors_and_the_target_verdict():
+    row = Comparison(_record(total_time_s=10.2, pause_window_ms=110.0, iterations=6), _record()).row()
+    assert (row["total_time_s_error"], row["pause_window_ms_error"]) == pytest.approx((0.02, 0.1))
+    assert row["iterations_error"] == 1 and row["pause_within_target"] and row["verdict_right"]
+    # three points: total errors 2 %, 5 %, 1 % -> median 2 %; pause 10 ms of 100 (allowance 15),
+    # 4 ms of 20 (allowance 5: 0.8) and 30 ms of 100 (2.0) -> median 0.8 of the allowance
+    rows = [row,
+            Comparison(_record(total_time_s=10.5, pause_window_ms=24.0), _record(pause_window_ms=20.0)).row(),
+            Comparison(_record(total_time_s=10.1, pause_window_ms=130.0), _record()).row()]
+    v = verdict(rows)
+    assert v.total_median_abs_error == pytest.approx(0.02) and v.total_ok
+    assert v.pause_median_score == pytest.approx(0.8) and v.pause_ok and v.pause_points_within == 2
+    assert v.iterations_ok and v.verdicts_ok and v.met
+    wrong = Comparison(_record(converged=False, failure="not-converged"), _record()).row()
+    v = verdict([*rows, wrong])
+    assert (v.points, v.compared, v.verdicts_right, v.met) == (4, 3, 3, False)
+
+
+def test_replicates_become_one_median_record():
+    m = median_record([_record(total_time_s=t, iterations=i) for t, i in ((10.0, 5), (12.0, 7), (11.0, 6))])
+    assert (m.total_time_s, m.iterations) == (11.0, 6)
+
+
+def test_records_are_written_as_strict_json():
+    assert json.dumps(strict_json({"a": math.nan, "b": [math.inf, 1.0], "c": {"d": -math.inf}})) == \
+        '{"a": null, "b": [null, 1.0], "c": {"d": null}}'
+
+
+# --------------------------------------------------------------------------------------- the CLI
+
+
+SMALL = str(Path(__file__).resolve().parent.parent / "examples" / "testbed-small.toml")
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", SMALL],                                                       # no target
+    ["run", SMALL, "--testbed", "--src", "qemu:///system"],
+    ["validate"],                                                         # neither scenario nor matrix
+    ["validate", SMALL, "--testbed", "--repeat", "0"],
+])
+def test_a_run_without_a_clear_target_is_one_line_and_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pausecast: error:")

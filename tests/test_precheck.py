@@ -1,0 +1,64 @@
+"""The pre-check's pure parts: what a domain's XML says, and the scenario the facts make."""
+
+import pytest
+
+from pausecast.executor.precheck import DirtyRate, DomainFacts, parse_domain_xml, scenario_for
+from pausecast.models.scenario import Scenario
+
+XML = """<domain type='kvm'>
+  <name>web1</name>
+  <uuid>6c1f1a2e-33a4-4b55-9b2a-1f0c2d3e4f50</uuid>
+  <memory unit='KiB'>8388608</memory>
+  <currentMemory unit='GiB'>6</currentMemory>
+  <vcpu placement='static'>4</vcpu>
+  <devices>
+    <interface type='direct'>
+      <mac address='52:54:00:88:00:01'/>
+      <source dev='vx0' mode='vepa'/>
+      <virtualport type='802.1Qbg'>
+        <parameters managerid='12' typeid='1193047' typeidversion='1'
+                    instanceid='09b11c53-8b5c-4eeb-8f00-d84eaa0aaa4f'/>
+      </virtualport>
+    </interface>
+    <interface type='direct'>
+      <mac address='52:54:00:88:00:02'/>
+      <source dev='vx0' mode='vepa'/>
+      <virtualport type='802.1Qbg'/>
+    </interface>
+    <interface type='network'>
+      <mac address='52:54:00:88:00:03'/>
+      <source network='default'/>
+    </interface>
+  </devices>
+</domain>"""
+
+
+def test_domain_xml_gives_memory_vcpus_and_port_profiles():
+    facts = parse_domain_xml(XML)
+    assert facts.name == "web1"
+    assert facts.memory_mib == 6 * 1024  # currentMemory, in its own unit
+    assert facts.vcpus == 4
+    assert [n.virtualport for n in facts.nics] == ["802.1Qbg", "802.1Qbg", ""]
+    assert facts.port_profile == ("802.1Qbg", 2)
+
+
+def test_memory_defaults_to_kib_and_no_virtualport_means_none():
+    facts = parse_domain_xml("<domain><name>x</name><memory>262144</memory></domain>")
+    assert facts.memory_mib == 256
+    assert facts.vcpus == 1
+    assert facts.port_profile == ("none", 1)
+
+
+def test_scenario_takes_the_live_domain_and_keeps_what_it_cannot_tell():
+    base = Scenario()
+    facts = DomainFacts("web1", "u", 6144.0, 4, parse_domain_xml(XML).nics, max_downtime_ms=500.0,
+                        max_speed_mib_s=0.0)
+    s = scenario_for(base, facts, DirtyRate(123.4, "test", 3))
+    assert s.name == "web1"
+    assert (s.vm.memory_mib, s.vm.vcpus) == (6144.0, 4)
+    assert (s.vm.dirty.model, s.vm.dirty.rate_mib_s) == ("constant", pytest.approx(123.4))
+    assert (s.port_profile.type, s.port_profile.vnics) == ("802.1Qbg", 2)
+    assert s.migration.max_downtime_ms == 500.0
+    assert s.migration.bandwidth_mib_s == 0.0
+    # what the domain cannot say stays as the base had it
+    assert s.link == base.link and s.overheads == base.overheads and s.switch == base.switch
