@@ -1,0 +1,367 @@
+"""The two-host testbed with an 802.1Qbg port on the guest's NIC: each host runs its own lldpad as the
+VDP station, and a switch namespace runs the VDP emulator on one port per host.
+
+    pc-src: vx0 (VXLAN) over up0 --veth-- pc-src-up: vx-pc-src   pcvdp-tb<hash>-sw (emulator per port)
+    pc-dst: vx0 (VXLAN) over up0 --veth-- pc-dst-up: vx-pc-dst
+
+The guest's NIC is a macvtap in VEPA mode on vx0 with `<virtualport type='802.1Qbg'>`, so libvirt itself
+pre-associates on the destination in Prepare, associates there in Finish and de-associates on the source
+in Confirm, through the host's lldpad, over real ECP frames to the switch.
+
+Why this shape (issue 6): libvirt follows IFLA_LINK from the macvtap's lower device to a device without
+a parent and asks lldpad about that one; a VXLAN is such a device and lives in the host's namespace, and
+lldpad serves it only if it exists and is up when lldpad starts (a VXLAN reports UNKNOWN, so no later UP
+event adds it). Each lldpad keeps its single-instance record in /dev/shm/lldpad.state: every host gets a
+tmpfs of its own there. Its pid file goes to the host's private /run, where that host's libvirtd reads it.
+
+libvirt 9.0 sends 802.1Qbg requests from its netlink event socket and refuses to when that socket's
+port id, read into an int, is negative (virNetDevVPortProfileOpCommon: `src_pid < 0`). libnl's
+generate_local_port makes a port id from the pid's low 22 bits and a block index in the top 10 bits
+that it seeds from time(NULL) >> 5, so daemons started in about half of all 32-second windows are
+affected, whatever their pid: a PID namespace does not help. `up()` reads each libvirtd's route-netlink
+port ids from /proc/net/netlink and, while one is negative, restarts that daemon with time(2) shifted
+into another 32-second window by an LD_PRELOAD shim in that libvirtd only (waiting for a good window
+instead can take minutes: the index moves one block per window). Whatever else in libvirtd calls
+time(2) sees the shift too, a few minutes at most.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..models.scenario import SwitchSpec
+from .testbed import HOSTS, Testbed, TestbedError
+from .vdp_lab import NETNS_DIR, PREFIX, _stop
+from .vdp_lab import cleanup as lab_cleanup
+from .vdp_switch import switch_argv
+
+VXLAN_IF, UPLINK_IF = "vx0", "up0"
+VXLAN_PORT = 4789
+# the emulator's ECP ack timer: 10 us x 2^14 = 164 ms, so a loaded machine does not make it resend
+ECP_RTE = 14
+NIC_MAC = "52:54:00:5c:00:01"
+# libvirt's 802.1Qbg parameters for the test VSI (any values the switch accepts)
+MANAGER_ID, TYPE_ID, TYPE_ID_VERSION = 11, 1193047, 2
+_LLDPAD_CONF = """nearest_customer_bridge :
+{{
+  {ifname} :
+  {{
+    adminStatus = 3;
+    tlvid0080c20d :
+    {{
+      evbmode = "station";
+      evbrrreq = true;
+      enableTx = true;
+    }};
+  }};
+}};
+"""
+_PORT_ID_SIGN = 1 << 31
+_LIBVIRTD_RESTARTS = 6
+_PORT_SEED_PERIOD_S = 32
+# a VDP response's status: 0x40 (a reply) with no error
+_ANSWERED = "0x40"
+_SHIFT_ENV = "PAUSECAST_TIME_SHIFT_S"
+# time(2) for libvirtd only, shifted by whole seed windows (libnl seeds its port ids from it)
+_TIME_SHIFT_C = """#include <stdlib.h>
+#include <sys/time.h>
+#include <time.h>
+time_t time(time_t *out) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    const char *shift = getenv("PAUSECAST_TIME_SHIFT_S");
+    time_t t = tv.tv_sec + (shift ? atol(shift) : 0);
+    if (out)
+        *out = t;
+    return t;
+}
+"""
+
+
+@dataclass(frozen=True)
+class Uplink:
+    host: str
+    vni: int
+    host_ip: str
+    switch_ip: str
+    switch_if: str
+    switch_vxlan: str
+
+
+def uplinks() -> tuple[Uplink, ...]:
+    return tuple(Uplink(host, 101 + i, f"10.203.{i}.1", f"10.203.{i}.2", f"{host}-up", f"vx-{host}")
+                 for i, host in enumerate(HOSTS))
+
+
+def interface_xml(instance_id: str, mac: str = NIC_MAC) -> str:
+    return (f"<interface type='direct'><mac address='{mac}'/><source dev='{VXLAN_IF}' mode='vepa'/>"
+            "<virtualport type='802.1Qbg'>"
+            f"<parameters managerid='{MANAGER_ID}' typeid='{TYPE_ID}' typeidversion='{TYPE_ID_VERSION}' "
+            f"instanceid='{instance_id}'/></virtualport>"
+            "<model type='virtio'/><rom enabled='no'/></interface>")
+
+
+def _sh(argv: list[str], timeout: float = 30) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if done.returncode:
+        raise TestbedError(f"{' '.join(argv)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _netlink_route_ports(holder_pid: int, pid: int) -> list[int]:
+    """The NETLINK_ROUTE port ids of process `pid`'s sockets, as the host's /proc/net/netlink lists them."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir() if fd_dir.is_dir() else ():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        m = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if m:
+            inodes.add(m.group(1))
+    table = Path(f"/proc/{holder_pid}/net/netlink").read_text().splitlines()[1:]
+    # columns: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+    return [int(cols[2]) for cols in (line.split() for line in table)
+            if cols[1] == "0" and cols[9] in inodes]
+
+
+class VdpTestbed(Testbed):
+    """A Testbed whose guests carry an 802.1Qbg port. `switch` is the [switch] the emulator plays;
+    `restart_switch(spec)` swaps it, on both ports or one (the lldpads keep running)."""
+
+    __test__ = False
+
+    def __init__(self, *args: Any, switch: SwitchSpec | None = None, seed: int = 0, **overrides: Any) -> None:
+        super().__init__(*args, **overrides)
+        self.switch = switch or SwitchSpec()
+        self.seed = seed
+        self.instance_id = str(uuid.uuid4())
+        self._switch_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._lldpads: dict[str, subprocess.Popen[bytes]] = {}
+        self._starts: dict[str, int] = {}
+        self._log_offsets: dict[str, int] = {}  # where each running lldpad's part of its log starts
+        self._time_shift_s = 0
+
+    @property
+    def lab_name(self) -> str:
+        """Names this testbed's switch namespace, pcvdp-<lab_name>-sw: one per state dir."""
+        return "tb" + hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:8]
+
+    @property
+    def switch_ns(self) -> str:
+        return f"{PREFIX}{self.lab_name}-sw"
+
+    @property
+    def vdp_dir(self) -> Path:
+        return self.state_dir / "vdp"
+
+    def switch_log(self, host: str) -> Path:
+        return self.vdp_dir / f"switch-{host}-{self._starts.get(host, 0)}.jsonl"
+
+    def lldpad_log(self, host: str) -> Path:
+        return self.vdp_dir / f"lldpad-{host}.log"
+
+    # ------------------------------------------------------------------------------------------ up
+    def _up(self) -> dict[str, Any]:
+        status = super()._up()
+        self.vdp_dir.mkdir(exist_ok=True)
+        lab_cleanup(self.lab_name)
+        _sh(["ip", "netns", "add", self.switch_ns])
+        _sh(["ip", "-n", self.switch_ns, "link", "set", "lo", "up"])
+        for up in uplinks():
+            self._setup_uplink(up)
+        self.restart_switch(self.switch)
+        for up in uplinks():
+            self._start_lldpad(up.host)
+        for up in uplinks():
+            self._wait_lldpad(up.host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+        self._fix_netlink_ports()
+        return status
+
+    def _setup_uplink(self, up: Uplink) -> None:
+        holder = self.host(up.host).holder_pid
+        _sh(["ip", "link", "add", UPLINK_IF, "netns", str(holder), "type", "veth", "peer", "name",
+             up.switch_if, "netns", self.switch_ns])
+        self.run_in(up.host, ["ip", "addr", "add", f"{up.host_ip}/30", "dev", UPLINK_IF])
+        self.run_in(up.host, ["ip", "link", "set", UPLINK_IF, "up"])
+        self.run_in(up.host, ["ip", "link", "add", VXLAN_IF, "type", "vxlan", "id", str(up.vni),
+                              "local", up.host_ip, "remote", up.switch_ip, "dstport", str(VXLAN_PORT),
+                              "dev", UPLINK_IF])
+        self.run_in(up.host, ["ip", "link", "set", VXLAN_IF, "up"])
+        sw = ["ip", "-n", self.switch_ns]
+        _sh([*sw, "addr", "add", f"{up.switch_ip}/30", "dev", up.switch_if])
+        _sh([*sw, "link", "set", up.switch_if, "up"])
+        _sh([*sw, "link", "add", up.switch_vxlan, "type", "vxlan", "id", str(up.vni), "local", up.switch_ip,
+             "remote", up.host_ip, "dstport", str(VXLAN_PORT), "dev", up.switch_if])
+        _sh([*sw, "link", "set", up.switch_vxlan, "up"])
+        # lldpad's private /dev/shm, in the host's own mount namespace (never the machine's)
+        self.run_in(up.host, ["mount", "-t", "tmpfs", "-o", "size=1m", "pcvdp-shm", "/dev/shm"])
+
+    def _start_lldpad(self, host: str) -> None:
+        conf = self.vdp_dir / f"lldpad-{host}.conf"
+        conf.write_text(_LLDPAD_CONF.format(ifname=VXLAN_IF))
+        log = self.lldpad_log(host).open("ab")
+        self._log_offsets[host] = log.tell()
+        try:
+            # nsenter execs: the child's pid is lldpad's, and lldpad writes it to the host's /run
+            self._lldpads[host] = subprocess.Popen(
+                ["nsenter", "-t", str(self.host(host).holder_pid), "-n", "-m", "-u",
+                 "stdbuf", "-oL", "lldpad", "-f", str(conf), "-V", "7"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+
+    def restart_lldpad(self, host: str) -> None:
+        """A fresh lldpad on `host`, which forgets every VSI, stuck ones included (issue 6's fault: a
+        station whose switch went silent during a keep-alive drops the VSI without telling libvirt and
+        refuses it until restarted)."""
+        _stop(self._lldpads.pop(host))
+        self._start_lldpad(host)
+        self._wait_lldpad(host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+
+    def _wait_lldpad(self, host: str, pattern: str, timeout_s: float = 40.0) -> None:
+        """Until the running lldpad's part of its log shows `pattern`."""
+        found = re.compile(pattern.encode(), re.MULTILINE)
+        deadline = time.monotonic() + timeout_s
+        while not found.search(self.lldpad_log(host).read_bytes()[self._log_offsets[host]:]):
+            proc = self._lldpads[host]
+            if proc.poll() is not None:
+                raise TestbedError(f"lldpad on {host} exited ({proc.returncode}); "
+                                   f"see {self.lldpad_log(host)}")
+            if time.monotonic() > deadline:
+                raise TestbedError(f"lldpad on {host}: no VDP timers in {timeout_s:.0f} s; "
+                                   f"see {self.lldpad_log(host)}")
+            time.sleep(0.1)
+
+    def libvirtd_pids(self, host: str) -> list[int]:
+        conf = str(self.state_dir / host / "etc" / "libvirtd.conf")
+        pids = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if os.path.basename(argv[0].decode(errors="replace")) == "libvirtd" and conf.encode() in argv:
+                pids.append(int(p))
+        return pids
+
+    def libvirtd_netlink_ports(self, host: str) -> list[int]:
+        holder = self.host(host).holder_pid
+        return [port for pid in self.libvirtd_pids(host) for port in _netlink_route_ports(holder, pid)]
+
+    def _start_libvirtd(self, h: Any) -> None:
+        if not self._time_shift_s:
+            super()._start_libvirtd(h)
+            return
+        saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", _SHIFT_ENV)}
+        os.environ.update({"LD_PRELOAD": str(self.vdp_dir / "time_shift.so"),
+                           _SHIFT_ENV: str(self._time_shift_s)})
+        try:
+            super()._start_libvirtd(h)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def _fix_netlink_ports(self) -> None:
+        bad: dict[str, list[int]] = {}
+        for attempt in range(1, _LIBVIRTD_RESTARTS + 1):
+            bad = {h: ports for h in HOSTS
+                   if not (ports := self.libvirtd_netlink_ports(h)) or max(ports) >= _PORT_ID_SIGN}
+            if not bad:
+                return
+            if attempt == 1:
+                so = self.vdp_dir / "time_shift.so"
+                (self.vdp_dir / "time_shift.c").write_text(_TIME_SHIFT_C)
+                _sh(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(self.vdp_dir / "time_shift.c")])
+            # another seed window for libnl's port block index
+            self._time_shift_s = attempt * _PORT_SEED_PERIOD_S
+            for host in bad:
+                self.restart_libvirtd(host)
+        raise TestbedError(f"libvirtd kept a negative netlink port id after {_LIBVIRTD_RESTARTS} restarts: "
+                           f"{bad}")
+
+    # ------------------------------------------------------------------------------------ the switch
+    def restart_switch(self, spec: SwitchSpec, hosts: tuple[str, ...] = HOSTS) -> None:
+        """A fresh emulator, with a fresh log (switch_log), on the ports of `hosts`; the others run on."""
+        self.switch = spec
+        ports = [up for up in uplinks() if up.host in hosts]
+        for up in ports:
+            if up.host in self._switch_procs:
+                _stop(self._switch_procs.pop(up.host))
+            self._starts[up.host] = self._starts.get(up.host, 0) + 1
+            log = self.switch_log(up.host)
+            err = (self.vdp_dir / f"switch-{up.host}.err").open("ab")
+            argv = [*switch_argv(up.switch_vxlan, spec, log, self.seed), "--ecp-rte", str(ECP_RTE)]
+            try:
+                self._switch_procs[up.host] = subprocess.Popen(
+                    ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", *argv], stdin=subprocess.DEVNULL,
+                    stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
+            finally:
+                err.close()
+        deadline = time.monotonic() + 20
+        for up in ports:
+            log = self.switch_log(up.host)
+            while not (log.exists() and '"start"' in log.read_text()):
+                if self._switch_procs[up.host].poll() is not None or time.monotonic() > deadline:
+                    raise TestbedError(f"the VDP emulator for {up.host} did not start; "
+                                       f"see {self.vdp_dir}/switch-{up.host}.err")
+                time.sleep(0.05)
+
+    def stop_switch(self) -> None:
+        for proc in self._switch_procs.values():
+            _stop(proc)
+        self._switch_procs.clear()
+
+    def switch_records(self) -> list[dict[str, Any]]:
+        """Both ports' logs of the running emulators, each record tagged with its port's host, in time
+        order (both emulators stamp with this machine's monotonic clock)."""
+        records = []
+        for host in HOSTS:
+            log = self.switch_log(host)
+            if log.exists():
+                records += [{**json.loads(line), "port": host}
+                            for line in log.read_text().splitlines() if line.strip()]
+        return sorted(records, key=lambda r: r["mono_s"])
+
+    def forwarding_since_s(self, host: str, after_s: float, wait_s: float = 0.0) -> float | None:
+        """When (wall clock) the switch sent the first successful associate response on `host`'s port
+        after `after_s`: the port forwards the guest's frames from then on. None: not within `wait_s`
+        (the migration call returns before a slow switch answers Finish's associate)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            t = next((r["t"] for r in self.switch_records()
+                      if r["port"] == host and r["event"] == "response" and r["mode"] == "associate"
+                      and r["status"] == _ANSWERED and r["t"] > after_s), None)
+            if t is not None or time.monotonic() > deadline:
+                return t
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------------------------------ the guest
+    def guest_xml(self, name: str, **kw: Any) -> str:
+        return super().guest_xml(name, **kw).replace(
+            "</devices>", f"  {interface_xml(self.instance_id)}\n  </devices>")
+
+    # ---------------------------------------------------------------------------------------- down
+    def down(self, **kw: Any) -> dict[str, Any]:
+        self.stop_switch()
+        for proc in self._lldpads.values():
+            _stop(proc)
+        self._lldpads.clear()
+        lab_cleanup(self.lab_name)
+        return super().down(**kw)
+
