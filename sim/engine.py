@@ -91,6 +91,7 @@ class MigrationRun:
         return self.env.now - self.t0
 
     def log(self, host: str, name: str, detail: str = "", *values: Any) -> None:
+        """With `values`, `detail` is a str.format template, filled in only when `events` is read."""
         self._log.append((self.now(), host, name, detail, values))
 
     @property

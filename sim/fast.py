@@ -88,9 +88,10 @@ def evaluate(columns: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
 
 
 def _own_column(values: Any, empty: np.ndarray, out: dict[str, np.ndarray]) -> bool:
-    """Can `values` be a whole column as it is: the column's shape and type, and no other column's?"""
+    """Can `values` be a whole column as it is: an array of the column's shape and type of its own (not
+    a view of an input), and no other column's?"""
     return (values.__class__ is np.ndarray and values.shape == empty.shape and values.dtype == empty.dtype
-            and not any(values is other for other in out.values()))
+            and values.flags.owndata and not any(values is other for other in out.values()))
 
 
 def _shared_or_column(values: Any, n: int) -> Any:
@@ -193,7 +194,7 @@ class _Migrations:
                 for name in ("begin", "prepare", "setup", "handshake", "finish", "resume", "confirm",
                              "announce")}
 
-    def _precopy(self, live_start: np.ndarray) -> _Outcome:
+    def _precopy(self, live_start: Any) -> _Outcome:
         """engine.MigrationRun._perform's loop, for every migration at once."""
         c = self.c
         rate = self.live_rate
@@ -219,7 +220,8 @@ ONE_BY_ONE = 16
 # Leavers stay in the arrays (their further turns are ignored) until fewer than this fraction of the
 # rows is left: narrowing every array costs about as much as a turn, so it pays only now and then.
 KEEP_FRACTION = 0.7
-# a loop this wide computes what only a FEW_FRACTION of leavers need for them alone
+# when fewer than FEW_FRACTION of a loop at least WIDE rows wide leave, what they reached is computed
+# for them alone rather than for every row
 WIDE = 4096
 FEW_FRACTION = 0.125
 
