@@ -1,18 +1,27 @@
 """The pre-check's view of a live domain: read-only facts, a measured dirty rate, and the scenario
 they make. Nothing here changes the domain or the hosts: no migration parameter is set and no XML is
-touched (libvirt's dirty-rate calculation only samples guest pages)."""
+touched (libvirt's dirty-rate calculation only samples guest pages). The optional probes are read-only
+for the domain too: the switch probe associates a test VSI of its own and always disassociates it, and the
+link probe sends a few seconds of TCP between the testbed's hosts."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import sys
+import threading
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..models.scenario import Scenario
-from ..models.units import mib_s_to_pages_s
+from ..models.units import bytes_s_to_mbit_s, mib_s_to_pages_s
 from .migrate import ExecutorError
+from .vdp import LldpadClient, PortRequest, PortResult, VsiProfile
 
 # libvirt reports "unlimited" migration speed as LLONG_MAX bytes/s in MiB/s
 UNLIMITED_SPEED_MIB_S = (2**63 - 1) >> 20
@@ -29,6 +38,8 @@ class Nic:
     mac: str
     source_dev: str
     virtualport: str  # "" | "802.1Qbg" | "802.1Qbh" | ...
+    # an 802.1Qbg port's (manager id, type id, type id version): what a test VSI must carry to be accepted
+    vsi_type: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,9 +71,14 @@ def parse_domain_xml(xml: str) -> DomainFacts:
         mac = iface.find("mac")
         source = iface.find("source")
         vport = iface.find("virtualport")
+        params = iface.find("virtualport/parameters")
+        vsi_type = None
+        if params is not None and params.get("managerid") is not None:
+            vsi_type = (int(params.get("managerid", "0")), int(params.get("typeid", "0")),
+                        int(params.get("typeidversion", "0")))
         nics.append(Nic(type=iface.get("type", ""), mac=mac.get("address", "") if mac is not None else "",
                         source_dev=source.get("dev", "") if source is not None else "",
-                        virtualport=vport.get("type", "") if vport is not None else ""))
+                        virtualport=vport.get("type", "") if vport is not None else "", vsi_type=vsi_type))
     vcpu = root.find("vcpu")
     return DomainFacts(name=root.findtext("name", ""), uuid=root.findtext("uuid", ""),
                        memory_mib=float(memory.text) * _UNIT_MIB[unit],
@@ -119,9 +135,12 @@ def measure_dirty_rate(conn: Any, dom: Any, calc_s: float, timeout_s: float = 30
     raise ExecutorError(f"dirty-rate calculation on {dom.name()} did not finish in {seconds + timeout_s:g} s")
 
 
-def scenario_for(base: Scenario, facts: DomainFacts, dirty: DirtyRate) -> Scenario:
+def scenario_for(base: Scenario, facts: DomainFacts, dirty: DirtyRate, *,
+                 switch_service_ms: float | None = None, link_mbit_s: float | None = None) -> Scenario:
     """The base scenario with what the live domain says: its memory, vCPUs, ports, current migration
-    settings and measured dirty rate (as a constant model: one measurement cannot see a hot set)."""
+    settings and measured dirty rate (as a constant model: one measurement cannot see a hot set), and
+    what the probes measured: the switch's service time and the link's achievable TCP throughput (taken
+    as line rate x efficiency 1.0, since the measurement already pays TCP's overheads)."""
     port_type, vnics = facts.port_profile
     migration = base.migration
     if facts.max_downtime_ms:
@@ -130,9 +149,162 @@ def scenario_for(base: Scenario, facts: DomainFacts, dirty: DirtyRate) -> Scenar
         migration = dataclasses.replace(migration, bandwidth_mib_s=facts.max_speed_mib_s)
     dirty_spec = dataclasses.replace(base.vm.dirty, model="constant", rate_mib_s=dirty.mib_s)
     vm = dataclasses.replace(base.vm, memory_mib=facts.memory_mib, vcpus=facts.vcpus, dirty=dirty_spec)
-    return base.replace(name=facts.name, vm=vm, migration=migration,
+    switch = base.switch
+    if switch_service_ms is not None:
+        switch = dataclasses.replace(switch, service_time_ms=switch_service_ms)
+    link = base.link
+    if link_mbit_s is not None:
+        link = dataclasses.replace(link, bandwidth_mbit_s=link_mbit_s, efficiency=1.0)
+    return base.replace(name=facts.name, vm=vm, migration=migration, switch=switch, link=link,
                         port_profile=dataclasses.replace(base.port_profile, type=port_type, vnics=vnics))
 
 
 def dirty_pages_s(dirty: DirtyRate, page_size_bytes: int) -> float:
     return mib_s_to_pages_s(dirty.mib_s, page_size_bytes)
+
+
+@dataclass(frozen=True)
+class SwitchProbe:
+    """A test VSI's associate and disassociate, as libvirt would see them (observed: at its 125 ms polls)
+    and on the wire (raw: until the switch's reply reached the port; None when not watched)."""
+
+    port: str
+    instance_uuid: str
+    associate: PortResult
+    disassociate: PortResult
+
+    @property
+    def service_time_ms(self) -> float:
+        """The scenario's switch service time: the raw associate latency, nothing subtracted (it holds
+        the wire and lldpad's own handling too, as the model's service time does); the polled latency
+        where the wire was not watched (then an over-estimate by up to one poll)."""
+        a = self.associate
+        return a.raw_ms if a.raw_ms is not None else a.observed_ms
+
+
+def qbg_nic(facts: DomainFacts) -> Nic:
+    nic = next((n for n in facts.nics if n.virtualport == "802.1Qbg" and n.vsi_type is not None), None)
+    if nic is None:
+        raise LookupError(f"--probe-switch: domain {facts.name!r} has no NIC with an 802.1Qbg <virtualport>")
+    return nic
+
+
+def probe_vsi_mac(instance: uuid.UUID) -> str:
+    """A locally administered unicast MAC of the test VSI's own, so it never shares the guest's filter."""
+    return ":".join(f"{b:02x}" for b in (0x02, *instance.bytes[:5]))
+
+
+def probe_switch_latency(client: LldpadClient, nic: Nic) -> SwitchProbe:
+    """Times a test VSI's associate and disassociate on the NIC's port, with the NIC's VSI type and an
+    instance UUID of its own; the test VSI is disassociated whatever happens to the associate."""
+    assert nic.vsi_type is not None
+    instance = uuid.uuid4()
+    profile = VsiProfile(*nic.vsi_type, instance_uuid=instance)
+    mac = probe_vsi_mac(instance)
+    try:
+        associate = client.request(nic.source_dev, mac, profile, PortRequest.ASSOCIATE)
+    finally:
+        disassociate = client.request(nic.source_dev, mac, profile, PortRequest.DISASSOCIATE)
+    if not associate.ok:
+        raise RuntimeError(f"--probe-switch: test associate on {nic.source_dev} failed: {associate.error}")
+    if not disassociate.ok:
+        raise RuntimeError(f"--probe-switch: test VSI {instance} may still be associated on "
+                           f"{nic.source_dev}: {disassociate.error}")
+    return SwitchProbe(nic.source_dev, str(instance), associate, disassociate)
+
+
+@dataclass(frozen=True)
+class LinkMeasurement:
+    mbit_s: float
+    payload_bytes: int
+    seconds: float
+    source: str
+
+
+_RECEIVER = """
+import json, socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen(1)
+srv.settimeout(float(sys.argv[3]))
+conn, _ = srv.accept()
+conn.settimeout(float(sys.argv[3]))
+n, t0, t1 = 0, None, None
+while data := conn.recv(1 << 20):
+    t1 = time.monotonic()
+    t0 = t0 or t1
+    n += len(data)
+conn.close()
+print(json.dumps({"bytes": n, "s": (t1 - t0) if n else 0.0}))
+"""
+_SENDER = """
+import socket, sys, time
+deadline = time.monotonic() + 5.0
+while True:
+    try:
+        conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5.0)
+        break
+    except ConnectionRefusedError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.05)
+buf, end = bytes(1 << 20), time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    conn.sendall(buf)
+conn.shutdown(socket.SHUT_WR)
+conn.recv(1)
+"""
+LINK_PROBE_PORT = 49917
+
+
+def measure_link(tb: Any, seconds: float = 2.0) -> LinkMeasurement:
+    """Achievable TCP payload throughput from the testbed's source host to its destination, over the
+    testbed's own veth between the two namespaces (its private subnet; nothing leaves the machine).
+    Timed by the receiver, first byte to last."""
+    src, dst = tb.src, tb.dst
+    out: dict[str, Any] = {}
+
+    def receive() -> None:
+        try:
+            done = tb.run_in(dst.name, [sys.executable, "-c", _RECEIVER, dst.address, str(LINK_PROBE_PORT),
+                                        str(seconds + 10)], timeout=seconds + 20)
+            out.update(json.loads(done.stdout))
+        except Exception as exc:  # reported by the caller as one line
+            out["error"] = str(exc)
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    try:
+        tb.run_in(src.name, [sys.executable, "-c", _SENDER, dst.address, str(LINK_PROBE_PORT), str(seconds)],
+                  timeout=seconds + 20)
+    finally:
+        receiver.join()
+    if "error" in out or not out.get("s"):
+        raise RuntimeError(f"--measure-link: the receiver on {dst.name} failed: {out.get('error', out)}")
+    return LinkMeasurement(bytes_s_to_mbit_s(out["bytes"] / out["s"]), out["bytes"], out["s"],
+                           f"TCP from {src.name} ({src.address}) to {dst.name} ({dst.address}) for "
+                           f"{seconds:g} s")
+
+
+def lldpad_client(src_uri: str, holder_pid: int | None) -> LldpadClient:
+    """A client of the source host's lldpad: a testbed host's (its namespaces, found through the host's
+    holder process) or this machine's, where libvirt's pid file lives; a remote one is out of reach."""
+    from urllib.parse import urlsplit
+
+    from .vdp import LLDPAD_PID_FILE, read_lldpad_pid
+
+    if holder_pid is not None:
+        pid_file, netns = Path(f"/proc/{holder_pid}/root/run/lldpad.pid"), f"/proc/{holder_pid}/ns/net"
+    elif urlsplit(src_uri).netloc:
+        raise LookupError(f"--probe-switch needs the source's lldpad on this machine: {src_uri} is remote "
+                          "(give a local URI such as qemu:///system, or --testbed)")
+    else:
+        pid_file, netns = LLDPAD_PID_FILE, None
+    try:
+        pid = read_lldpad_pid(pid_file)
+    except (OSError, ValueError) as exc:
+        raise LookupError(f"--probe-switch: cannot find lldpad ({exc})") from None
+    # the wire watch (the raw latency) needs CAP_NET_RAW; without it only the polled latency is seen.
+    # lldpad reports a de-associate done at once, before the switch answers: wait for that answer
+    return LldpadClient(pid, netns, watch_wire=os.geteuid() == 0, raw_wait_s=2.0)

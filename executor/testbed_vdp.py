@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import subprocess
 import time
 import uuid
@@ -66,7 +67,8 @@ _LLDPAD_CONF = """nearest_customer_bridge :
 }};
 """
 _PORT_ID_SIGN = 1 << 31
-_LIBVIRTD_RESTARTS = 6
+# each restart lands in a random seed window, so each is a fresh ~50% chance: 16 fail ~1 in 60,000
+_LIBVIRTD_RESTARTS = 16
 _PORT_SEED_PERIOD_S = 32
 # a VDP response's status: 0x40 (a reply) with no error
 _ANSWERED = "0x40"
@@ -288,8 +290,9 @@ class VdpTestbed(Testbed):
                 so = self.vdp_dir / "time_shift.so"
                 (self.vdp_dir / "time_shift.c").write_text(_TIME_SHIFT_C)
                 _sh(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(self.vdp_dir / "time_shift.c")])
-            # another seed window for libnl's port block index
-            self._time_shift_s = attempt * _PORT_SEED_PERIOD_S
+            # another seed window for libnl's port block index, far from the last: neighbouring windows
+            # give neighbouring blocks, and half of all blocks are negative in runs of up to 16
+            self._time_shift_s = secrets.randbelow(4096) * _PORT_SEED_PERIOD_S
             for host in bad:
                 self.restart_libvirtd(host)
         raise TestbedError(f"libvirtd kept a negative netlink port id after {_LIBVIRTD_RESTARTS} restarts: "

@@ -42,12 +42,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="length of libvirt's dirty-rate calculation (default 3 s)")
     p.add_argument("--timeout-alternative-s", type=float, default=60.0,
                    help="for a no-go: predict a forced switchover after this long (default 60 s)")
+    p.add_argument("--probe-switch", action="store_true",
+                   help="where the NIC has an 802.1Qbg port: time a test VSI's associate and disassociate "
+                        "(its own instance UUID and MAC) through the source's lldpad (local or testbed "
+                        "source only) and use the raw associate latency as switch.service_time_ms")
+    p.add_argument("--measure-link", action="store_true",
+                   help="testbed only: measure achievable TCP throughput between the hosts for ~2 s and "
+                        "use it as link.bandwidth_mbit_s (efficiency 1.0)")
     p.add_argument("--write-scenario", metavar="PATH", help="write the scenario built from the domain")
     p.add_argument("--json", action="store_true", help="print verdict, record and advice as JSON")
     p.set_defaults(handler=run)
 
 
-def _endpoints(args: argparse.Namespace) -> tuple[str, str, str]:
+def _endpoints(args: argparse.Namespace):
+    """Source URI, destination URI, domain name, and the testbed (None for real hosts)."""
+    if args.measure_link and not args.testbed:
+        raise LookupError("--measure-link works on the testbed only (--testbed)")
     if args.testbed:
         from .executor.testbed import DEFAULT_STATE_DIR, Testbed
         from .executor.testbed_run import GUEST_NAME
@@ -55,20 +65,29 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, str, str]:
         tb = Testbed(state_dir=Path(args.state_dir or DEFAULT_STATE_DIR))
         if not tb.is_up():
             raise LookupError(f"the testbed in {tb.state_dir} is not up ('pausecast testbed up')")
-        return tb.src.uri, tb.dst.uri, args.domain or GUEST_NAME
+        return tb.src.uri, tb.dst.uri, args.domain or GUEST_NAME, tb
     if not (args.src and args.dst and args.domain):
         raise LookupError("give DOMAIN --src URI --dst URI, or --testbed")
-    return args.src, args.dst, args.domain
+    return args.src, args.dst, args.domain, None
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         base = load_scenario(args.scenario or default_scenario_path(), args.overrides)
-        src, dst, name = _endpoints(args)
-        facts, dirty, scenario = _look(src, dst, name, base, args.calc_seconds)
+        src, dst, name, tb = _endpoints(args)
+        facts, dirty, probe = _look(src, dst, name, args.calc_seconds, args.probe_switch, tb)
+        link = None
+        if args.measure_link:
+            from .executor.precheck import measure_link
+
+            link = measure_link(tb)
     except (LookupError, OSError, RuntimeError) as exc:
         print(f"pausecast: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    from .executor.precheck import scenario_for
+
+    scenario = scenario_for(base, facts, dirty, switch_service_ms=probe.service_time_ms if probe else None,
+                            link_mbit_s=link.mbit_s if link else None)
     record = predict(scenario)
     go = record.migrated
     reasons = _reasons(record, scenario)
@@ -79,11 +98,18 @@ def run(args: argparse.Namespace) -> int:
         row = json.loads(record_json(record))
         print(json.dumps({"verdict": "GO" if go else "NO-GO", "reasons": reasons, "record": row,
                           "dirty_rate": dataclasses.asdict(dirty), "domain": dataclasses.asdict(facts),
-                          "advice": advice}, indent=2))
+                          "advice": advice,
+                          "switch_probe": _probe_json(probe) if probe else None,
+                          "link_measurement": dataclasses.asdict(link) if link else None}, indent=2))
     else:
         print(f"{'GO' if go else 'NO-GO'}: {name} from {src} to {dst}")
         print("".join(f"  - {r}\n" for r in reasons), end="")
         print(f"  dirty rate {dirty.mib_s:.1f} MiB/s, measured by {dirty.source}")
+        if probe:
+            print("".join(f"  {line}\n" for line in _probe_lines(probe)), end="")
+        if link:
+            print(f"  link MEASURED: {link.mbit_s:.0f} Mbit/s of TCP payload ({link.source}); used as "
+                  "link.bandwidth_mbit_s with efficiency 1.0")
         print()
         print(format_prediction(scenario, record))
         print()
@@ -92,11 +118,17 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_GO if go else EXIT_NO_GO
 
 
-def _look(src: str, dst: str, name: str, base, calc_s: float):
-    """Everything read from the daemons, read-only: facts, dirty rate, and the scenario they make."""
+def _look(src: str, dst: str, name: str, calc_s: float, probe_switch: bool, tb):
+    """Everything read from the daemons, read-only: facts, dirty rate, and the switch probe if asked."""
     import libvirt
 
-    from .executor.precheck import measure_dirty_rate, read_domain, scenario_for
+    from .executor.precheck import (
+        lldpad_client,
+        measure_dirty_rate,
+        probe_switch_latency,
+        qbg_nic,
+        read_domain,
+    )
 
     # libvirt prints every error it raises to stderr by default; ours are one line each
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -117,9 +149,33 @@ def _look(src: str, dst: str, name: str, base, calc_s: float):
             dirty = measure_dirty_rate(conn, dom, calc_s)
         except libvirt.libvirtError as exc:
             raise LookupError(f"libvirt refused a read on {name!r}: {exc.get_error_message()}") from None
-        return facts, dirty, scenario_for(base, facts, dirty)
+        if not probe_switch:
+            return facts, dirty, None
+        nic = qbg_nic(facts)
+        with lldpad_client(src, tb.src.holder_pid if tb else None) as client:
+            return facts, dirty, probe_switch_latency(client, nic)
     finally:
         conn.close()
+
+
+def _probe_json(probe) -> dict:
+    return {"port": probe.port, "instance_uuid": probe.instance_uuid,
+            "service_time_ms": probe.service_time_ms,
+            **{kind: {"observed_ms": r.observed_ms, "raw_ms": r.raw_ms, "polls": r.polls}
+               for kind, r in (("associate", probe.associate), ("disassociate", probe.disassociate))}}
+
+
+def _probe_lines(probe) -> list[str]:
+    def ms(v: float | None) -> str:
+        return "not watched" if v is None else f"{v:.0f} ms"
+
+    a, d = probe.associate, probe.disassociate
+    used = "raw associate latency" if a.raw_ms is not None else "polled associate latency (no wire watch)"
+    return [f"switch MEASURED on {probe.port} with test VSI {probe.instance_uuid} (disassociated after):",
+            f"  associate    observed {a.observed_ms:.0f} ms at 125 ms polls ({a.polls} polls), "
+            f"raw {ms(a.raw_ms)}",
+            f"  disassociate observed {d.observed_ms:.0f} ms ({d.polls} polls), raw {ms(d.raw_ms)}",
+            f"  switch.service_time_ms = {probe.service_time_ms:.0f} ms: the {used}, nothing subtracted"]
 
 
 def _reasons(record, scenario) -> list[str]:
