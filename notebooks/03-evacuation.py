@@ -70,7 +70,7 @@ Image(png.getvalue())
 
 # %%
 loads = [0, 60, 110, 122] if SMOKE else [0, 40, 80, 100, 110, 116, 120, 123]
-rows, pauses = [], {}
+rows, pauses, outages = [], {}, {}
 for load in loads:
     for seed in SEEDS:
         recs, summ = evacuate("switches.vdp.service_time_ms=8", f"switches.vdp.background_load_per_s={load}",
@@ -81,21 +81,23 @@ for load in loads:
                      "pause_p50_ms": web.pause_window_ms.median(),
                      "outage_p50_ms": web.network_outage_ms.median()})
         pauses.setdefault(load, []).extend(web.pause_window_ms[web.failure == ""])
+        outages.setdefault(load, []).extend(web.network_outage_ms[web.failure == ""])
 load_table = pd.DataFrame(rows).groupby("background_per_s").mean(numeric_only=True).drop(columns="seed")
 load_table.round(1)
 
 # %%
-fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+fig, (left, right, far) = plt.subplots(1, 3, figsize=(17, 4.5))
 left.plot(load_table.index, load_table.pause_p50_ms, marker="o", label="pause window p50")
 left.plot(load_table.index, load_table.outage_p50_ms, marker="s", label="network outage p50")
 left.set(xlabel="other tenants' associations (requests/s)", ylabel="time (ms)",
          title="web and app VMs (the database is forced over)")
 left.legend()
-for load, values in pauses.items():
-    values = np.sort(values)
-    right.step(values, np.arange(1, len(values) + 1) / len(values), where="post", label=f"{load}/s")
-right.set(xlabel="pause window (ms)", ylabel="fraction of migrated VMs", title="CDF of pause windows")
-right.legend(title="background load")
+for ax, windows, what in ((right, pauses, "pause window"), (far, outages, "network outage")):
+    for load, values in windows.items():
+        values = np.sort(values)
+        ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post", label=f"{load}/s")
+    ax.set(xlabel=f"{what} (ms)", ylabel="fraction of migrated VMs", title=f"CDF of {what}s")
+    ax.legend(title="background load")
 fig.tight_layout()
 
 # %% [markdown]
