@@ -16,7 +16,6 @@ e.g. `hosts.src-1.links`, `vms[2].destination` or `profiles.web-4g.vm.memory_mib
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from .scenario import (
     SwitchSpec,
     _section_from_dict,
     _spec,
-    apply_override,
+    parse_toml,
+    read_toml,
     scenario_from_dict,
 )
 from .units import mbit_s_to_bytes_s, pages_to_bytes
@@ -265,23 +265,13 @@ def fleet_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: 
 
 def fleet_from_toml(text: str, base_dir: Path | None = None, source: str = "",
                     overrides: list[str] | None = None) -> Fleet:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError("TOML", source or "<text>", f"not valid TOML ({exc})") from None
-    for item in overrides or []:
-        apply_override(data, item)
-    return fleet_from_dict(data, base_dir=base_dir, source=source)
+    return fleet_from_dict(parse_toml(text, source, overrides), base_dir=base_dir, source=source)
 
 
 def load_fleet(path: str | Path, overrides: list[str] | None = None) -> Fleet:
     """Reads a fleet TOML file, applying `section.key=value` overrides (e.g. plan.max_concurrent=4)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError("fleet file", str(path), f"cannot be read ({exc.strerror})") from None
-    return fleet_from_toml(text, base_dir=path.parent.resolve(), source=str(path), overrides=overrides)
+    data = read_toml(path, "fleet file", overrides)
+    return fleet_from_dict(data, base_dir=Path(path).parent.resolve(), source=str(path))
 
 
 def launch_order(fleet: Fleet) -> list[int]:

@@ -327,26 +327,35 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Reads a scenario TOML file, applying `section.key=value` overrides (values in TOML syntax)."""
+def read_toml(path: str | Path, what: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A TOML input file as a dict, with `section.key=value` overrides applied; errors are one line."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ScenarioError("scenario file", str(path), f"cannot be read ({exc.strerror})") from None
-    return scenario_from_toml(text, base_dir=path.parent.resolve(), source=str(path),
-                              overrides=overrides)
+        raise ScenarioError(what, str(path), f"cannot be read ({exc.strerror})") from None
+    return parse_toml(text, str(path), overrides)
 
 
-def scenario_from_toml(text: str, base_dir: Path | None = None, source: str = "",
-                       overrides: list[str] | None = None) -> Scenario:
+def parse_toml(text: str, source: str = "", overrides: list[str] | None = None) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError("TOML", source or "<text>", f"not valid TOML ({exc})") from None
     for item in overrides or []:
         apply_override(data, item)
-    return scenario_from_dict(data, base_dir=base_dir, source=source)
+    return data
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Reads a scenario TOML file, applying `section.key=value` overrides (values in TOML syntax)."""
+    data = read_toml(path, "scenario file", overrides)
+    return scenario_from_dict(data, base_dir=Path(path).parent.resolve(), source=str(path))
+
+
+def scenario_from_toml(text: str, base_dir: Path | None = None, source: str = "",
+                       overrides: list[str] | None = None) -> Scenario:
+    return scenario_from_dict(parse_toml(text, source, overrides), base_dir=base_dir, source=source)
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

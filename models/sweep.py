@@ -34,7 +34,6 @@ import hashlib
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 from .errors import ScenarioError
 from .fieldpaths import check_value, field_type, leaf_field, with_values
 from .fleet import fleet_from_dict
-from .scenario import Scenario, _check_consistency, load_scenario, scenario_from_dict, to_dict
+from .scenario import Scenario, _check_consistency, load_scenario, read_toml, scenario_from_dict, to_dict
 
 TOP_KEYS = ("name", "base", "fleet", "axes", "sampling", "replicates", "seed")
 AXIS_KINDS = ("values", "range", "sample")
@@ -120,14 +119,7 @@ def _axis_dict(axis: Axis) -> dict[str, Any]:
 
 def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError("sweep file", str(path), f"cannot be read ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError("TOML", str(path), f"not valid TOML ({exc})") from None
+    data = read_toml(path, "sweep file")
     return sweep_from_dict(data, base_dir=path.parent.resolve(), source=str(path), default_name=path.stem)
 
 
@@ -186,12 +178,7 @@ def _base(data: dict[str, Any], base_dir: Path) -> tuple[Scenario | None, dict[s
         path = base_dir / value
         if key == "base":
             return load_scenario(path), None, path.parent
-        try:
-            fleet = tomllib.loads(path.read_text())
-        except OSError as exc:
-            raise ScenarioError("fleet", value, f"cannot be read ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError("fleet", value, f"not valid TOML ({exc})") from None
+        fleet = read_toml(path, "fleet")
         fleet_from_dict(fleet, base_dir=path.parent.resolve(), source=str(path))
         return None, fleet, path.parent.resolve()
     if not isinstance(value, dict):
