@@ -115,7 +115,7 @@ def test_overloaded_switch_times_out_the_finish_associate_and_the_source_resumes
                      switch={"service_time_ms": 100, "background_load_per_s": 13.0}), seed=seed)
     assert r.failure == "associate-timeout"
     assert r.converged
-    assert 125 <= r.preassociation_ms <= 10_000
+    assert r.preassociation_ms >= 125 and r.preassociation_ms <= 10_000
     assert r.association_wait_ms == pytest.approx(10_000)
     # frozen from the source stop until the source resumed: QEMU downtime, Finish RPC and work,
     # libvirt's 10 s, the failed Finish's reply, the resume

@@ -130,7 +130,7 @@ def test_completed_job_stats_are_plausible(p2p_run):
     assert js["operation"] == 5  # VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
     assert js["memory_iteration"] >= 2
     assert 0 < js["downtime"] < 3000
-    assert 128 * 2**20 <= js["memory_total"] < 129 * 2**20  # guest RAM plus QEMU's ROM blocks
+    assert js["memory_total"] >= 128 * 2**20 and js["memory_total"] < 129 * 2**20  # RAM + QEMU's ROMs
     # Everything non-zero went at least once; the rest were zero pages.
     assert js["memory_processed"] >= REGION_MIB * 2**20
     assert js["memory_constant"] > 0
