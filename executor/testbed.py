@@ -497,6 +497,16 @@ class Testbed:
         self.down()
         try:
             return self._up()
+        except TestbedError as first:
+            # A namespace holder has been seen to vanish during setup once in several dozen runs
+            # (cause unknown): start over once, from nothing, before giving up.
+            self.down()
+            print(f"pausecast: testbed setup failed ({first}); retrying once", file=sys.stderr)
+            try:
+                return self._up()
+            except BaseException:
+                self.down()
+                raise
         except BaseException:
             self.down()
             raise
