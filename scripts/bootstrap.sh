@@ -10,7 +10,7 @@ apt_packages=(python3-venv)
 if [[ ",$extras," == *",executor,"* ]]; then
     # The testbed: two libvirt daemons, QEMU, the test guest's toolchain, namespaces and tc, lldpad.
     apt_packages+=(qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc gcc-multilib binutils
-                   iproute2 lldpad tcpdump)
+                   iproute2 lldpad tcpdump libnl-3-200)
 fi
 missing=()
 for p in "${apt_packages[@]}"; do
