@@ -8,7 +8,6 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from pausecast.executor.testbed import DST
 from pausecast.executor.testbed_run import run_on_testbed
 from pausecast.executor.testbed_vdp import VdpTestbed
 from pausecast.models.scenario import SwitchSpec, load_scenario
@@ -37,13 +36,11 @@ def main() -> None:
                 tb.restart_switch(SwitchSpec(service_time_ms=service_ms))
                 m = run_on_testbed(tb, scenario, name=GUEST, keep_guest=True)
                 r = m.record
-                stop_s = m.t0_s + r.extra["qemu_stop_s"]
-                forwarding_s = tb.forwarding_since_s(DST, stop_s, wait_s=args.added_ms / 1000 + 5.0)
                 prepares.append((r.prepare_end_s - r.prepare_start_s) * 1000)
                 pauses.append(r.pause_window_ms)
-                # a paused guest sends nothing: the outage is at least the pause
-                outage = max(r.pause_window_ms, (forwarding_s - stop_s) * 1000) if forwarding_s else None
-                outages.append(outage)
+                # measured by the executor: the switch's answer to Finish's associate and the guest's
+                # first frame at the destination's port
+                outages.append(r.network_outage_ms)
                 tb.destroy_guest(GUEST)
             qbg = dataclasses.replace(
                 scenario, port_profile=dataclasses.replace(scenario.port_profile, type="802.1Qbg"),
@@ -51,7 +48,7 @@ def main() -> None:
             p = predict(qbg)
             print(f"switch {service_ms:5.0f} ms: Prepare {statistics.median(prepares):6.0f} ms "
                   f"(runs {[round(x) for x in prepares]}), pause {[round(x) for x in pauses]} ms, "
-                  f"outage {[round(x) if x is not None else None for x in outages]} ms | simulated: Prepare "
+                  f"outage {[round(x) for x in outages]} ms | simulated: Prepare "
                   f"{(p.prepare_end_s - p.prepare_start_s) * 1000:.0f} ms, pause {p.pause_window_ms:.0f} ms, "
                   f"outage {p.network_outage_ms:.0f} ms")
     finally:

@@ -19,7 +19,9 @@ is the difference of two consecutive ones, less the RTTs the engine adds itself:
                  so that the engine's pause window adds up to libvirt's
     confirm_ms   the destination's start (source stop + libvirt's downtime) -> the call returns,
                  less half an RTT (mostly tearing the source QEMU down)
-    announce_ms  QEMU's announce-initial (not observed: the test guest has no NIC)
+    announce_ms  the destination's QEMU RESUME -> the guest's first frame at its switch port, where a
+                 probe watches the port (the 802.1Qbg testbed); else 0: QEMU sends its first
+                 self-announce as it resumes the guest, and the plain testbed's guest has no NIC
 
 With these, the engine reproduces an idle migration's total time and pause window exactly; a busy
 guest then differs only by what the pre-copy model predicts.
@@ -30,6 +32,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from ..models.overheads import OVERHEAD_FIELDS
 from ..models.record import MigrationRecord
@@ -57,13 +62,18 @@ def overheads_of(r: MigrationRecord) -> dict[str, float]:
         "resume_ms": r.resume_ms,
         "finish_ms": r.pause_window_ms - r.handshake_ms - r.final_copy_ms - r.resume_ms - rtt_ms / 2,
         "confirm_ms": s_to_ms(r.total_time_s - destination_start_s) - rtt_ms / 2,
-        "announce_ms": float(x["announce_ms"]),
+        "announce_ms": _announce_ms(x),
     }
     bad = {k: v for k, v in costs.items() if not math.isfinite(v)}
     if bad:
         raise CalibrationError(f"the logs lack the marks for {sorted(bad)}")
     # a cost that rounding or clock granularity (libvirt logs in ms) pushed below zero took no time
     return {k: max(0.0, costs[k]) for k in OVERHEAD_FIELDS}
+
+
+def _announce_ms(extra: dict) -> float:
+    first_frame_s = extra.get("port_first_frame_s", math.nan)
+    return 0.0 if math.isnan(first_frame_s) else s_to_ms(first_frame_s - extra["destination_start_s"])
 
 
 def combine(runs: Sequence[dict[str, float]]) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
@@ -73,3 +83,45 @@ def combine(runs: Sequence[dict[str, float]]) -> tuple[dict[str, float], dict[st
     medians = {k: float(statistics.median(run[k] for run in runs)) for k in OVERHEAD_FIELDS}
     spreads = {k: (min(run[k] for run in runs), max(run[k] for run in runs)) for k in OVERHEAD_FIELDS}
     return medians, spreads
+
+
+# below this coefficient of variation the switch's answers are taken as constant (timer granularity
+# and the wire vary a constant switch's latency by a few percent)
+CONSTANT_CV = 0.1
+
+
+@dataclass(frozen=True)
+class SwitchFit:
+    """The [switch] service time that best explains measured association latencies, and why."""
+
+    service_time_ms: float
+    service_distribution: str
+    service_cv: float
+    samples: int
+    # Akaike's criterion of each distribution tried (lower is better); empty when constant
+    aic: dict[str, float]
+
+
+def fit_switch(latencies_ms: Sequence[float]) -> SwitchFit:
+    """Fits the switch's service time to latencies measured at the station (request sent -> the
+    switch's answer on the wire, which includes the wire's few ms, as the model's default does).
+    Nearly constant latencies give a constant service; otherwise the exponential and the lognormal are
+    fitted by maximum likelihood and the one with the lower AIC is kept, with its mean and
+    coefficient of variation in the scenario's terms."""
+    x = np.asarray(latencies_ms, dtype=float)
+    if x.size < 2 or not np.all(np.isfinite(x)) or np.any(x <= 0):
+        raise CalibrationError(f"fitting the switch needs at least 2 positive latencies, got {x.tolist()}")
+    mean, cv = float(x.mean()), float(x.std(ddof=1) / x.mean())
+    if cv < CONSTANT_CV:
+        return SwitchFit(mean, "constant", 0.0, x.size, {})
+    logs = np.log(x)
+    mu, sigma = float(logs.mean()), float(logs.std())
+    loglik = {
+        "exponential": float(-x.size * math.log(mean) - x.sum() / mean),
+        "lognormal": float(-logs.sum() - x.size * math.log(sigma * math.sqrt(2 * math.pi))
+                           - ((logs - mu) ** 2).sum() / (2 * sigma**2)),
+    }
+    aic = {"exponential": 2 * 1 - 2 * loglik["exponential"], "lognormal": 2 * 2 - 2 * loglik["lognormal"]}
+    if aic["exponential"] <= aic["lognormal"]:
+        return SwitchFit(mean, "exponential", 1.0, x.size, aic)
+    return SwitchFit(math.exp(mu + sigma**2 / 2), "lognormal", math.sqrt(math.expm1(sigma**2)), x.size, aic)

@@ -8,20 +8,24 @@ carries QEMU's own microsecond timestamp. This module turns a stretch of such a 
     source       begin       qemuMigrationSrcBeginPhase         Begin starts
     destination  prepare     qemuMigrationDstPrepare*           Prepare starts (first line)
     source       perform     qemuMigrationSrcPerformNative      Perform starts
+    destination  launch      qemuProcessLaunch "Creating domain  libvirt starts building QEMU's command
+                             log file"                          line, NICs included: an 802.1Qbg
+                                                                macvtap is associated (pre-associated
+                                                                in Prepare) and polled for here
+    destination  launch built qemuProcessLaunch "Building mount  ... done
+                             namespace"
     destination  finish      qemuMigrationDstFinish             Finish starts
     destination  start cpus  qemuProcessStartCPUs               libvirt sends "cont"
     source       confirm     qemuMigrationSrcConfirmPhase       Confirm starts
     source       qemu stop   qemuProcessStop (reason=migrated)  Confirm tears the source QEMU down
     both         job end     "Stopping async job: migration *"  the daemon's migration job is over
     both         qemu event  QEMU_MONITOR_RECV_EVENT            STOP, RESUME, MIGRATION, MIGRATION_PASS
-    both         parameters  a query-migrate-parameters reply   e.g. announce-initial
 
 Timestamps are wall-clock seconds since the epoch (libvirt's are in ms, UTC; QEMU's in us).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -38,6 +42,8 @@ _MARKS = (
     ("qemuMigrationDstPrepareTunnel", "", "prepare"),
     ("qemuMigrationSrcPerformNative", "", "perform"),
     ("qemuMigrationSrcPerformTunnel", "", "perform"),
+    ("qemuProcessLaunch", "Creating domain log file", "launch"),
+    ("qemuProcessLaunch", "Building mount namespace", "launch built"),
     ("qemuMigrationDstFinish", "", "finish"),
     ("qemuProcessStartCPUs", "", "start cpus"),
     ("qemuMigrationSrcConfirmPhase", "", "confirm"),
@@ -45,8 +51,6 @@ _MARKS = (
     ("virDomainObjEndAsyncJob", "Stopping async job: migration", "job end"),
 )
 _EVENT = re.compile(r"QEMU_MONITOR_RECV_EVENT: mon=\S+ event=(\{.*\})\s*$")
-_PARAMS = re.compile(r"QEMU_MONITOR_RECV_REPLY: mon=\S+ "
-                     r"reply=(\{\"return\": \{.*\"announce-initial\".*\})\s*$")
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,6 @@ def parse_log(text: str, host: str) -> list[LogEvent]:
         event = _EVENT.search(message)
         if event is not None:
             out.append(_qemu_event(event.group(1), host))
-            continue
-        params = _PARAMS.search(message)
-        if params is not None:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                data = json.loads(params.group(1))["return"]
-                out.append(LogEvent(_timestamp(stamp), host, "parameters", "query-migrate-parameters", data))
             continue
         for mark_function, pattern, name in _MARKS:
             if function == mark_function and pattern in message:

@@ -13,9 +13,18 @@ Where the columns come from:
                       "completed" -> the destination's Finish; Finish work -> "cont"; resume "cont" ->
                       QEMU RESUME (destination). They add up to QEMU's STOP -> RESUME, kept as
                       extra["pause_window_qemu_ms"], a few ms under libvirt's figure.
-    network_outage    port type none: the pause window + QEMU's first self-announce, read from QEMU's
-                      migration parameters (announce-initial), assumed rather than observed: the test
-                      guest has no NIC to send it (extra["announce_source"] says which)
+    network_outage    with a switch that can be watched (the 802.1Qbg testbed, PortObservation): QEMU
+                      STOP -> the later of the switch's answer to Finish's associate (the destination
+                      port forwards from then on) and the guest's first frame reaching that port
+                      (QEMU's self-announce, caught by a probe in the switch's namespace). Otherwise
+                      the pause window: QEMU sends its first self-announce as it resumes the guest
+                      (net/announce.c; announce-initial is the wait before the second), assumed
+                      rather than observed (extra["outage_source"] says which)
+    association       with a watched switch: Finish's associate reaching the switch -> its answer
+    preassociation    with a watched switch: the destination's "launch" -> "launch built" in Prepare,
+                      libvirt building QEMU's command line, which creates the macvtap and waits for
+                      its pre-associate in 125 ms polls (a few ms of building included; the span is
+                      extra["command_line_ms"] whatever the port)
     iterations        the completed job's memory_iteration (QEMU dirty-sync-count)
     bytes_sent        the completed job's memory_processed
     dirty_rate        the median of QEMU's non-zero memory_dirty_rate samples (pages/s)
@@ -32,20 +41,31 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..models.phases import network_outage_s
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario
-from ..models.units import s_to_ms
+from ..models.units import ms_to_s, s_to_ms
 from .daemon_log import LogEvent
 from .events import DomainEvent
 from .jobinfo import JobInfo
 
 NAN = math.nan
 SWITCHOVER_STATUSES = ("pre-switchover", "device", "completed", "postcopy-active")
-# QEMU migration/options.c: announce-initial 50 ms, when its parameters were not logged
-QEMU_ANNOUNCE_INITIAL_MS = 50.0
 # include/libvirt/virterror.h: VIR_ERR_OPERATION_ABORTED, VIR_FROM_RPC
 ERR_OPERATION_ABORTED = 78
 FROM_RPC = 7
+
+
+@dataclass(frozen=True)
+class PortObservation:
+    """What the switch saw of the destination's port during one migration, wall-clock seconds (NaN:
+    not seen): Finish's associate arriving, the switch's successful answer (the port forwards from
+    then on) and the guest's first frame arriving at the port."""
+
+    associate_request_s: float = NAN
+    forwarding_s: float = NAN
+    first_frame_s: float = NAN
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,9 @@ class Observations:
     events: tuple[DomainEvent, ...] = ()
     log_events: tuple[LogEvent, ...] = ()
     rtt_ms: float = NAN
+    port: PortObservation | None = None
+    # a stuck VSI's one-line diagnosis (vdp_faults.py): the failure's cause, or a warning after success
+    port_fault: str = ""
 
 
 class _Timeline:
@@ -106,15 +129,6 @@ def _ms_between(a: float, b: float) -> float:
     return s_to_ms(b - a) if not (math.isnan(a) or math.isnan(b)) else NAN
 
 
-def announce_ms(log_events: Iterable[LogEvent]) -> tuple[float, str]:
-    """QEMU's first self-announce after the destination starts, and where the figure came from."""
-    for e in log_events:
-        if e.name == "parameters" and e.host == "destination" and "announce-initial" in e.data:
-            return float(e.data["announce-initial"]), "QEMU announce-initial (destination's parameters); " \
-                "assumed, not observed: the guest sends no RARP without a NIC"
-    return QEMU_ANNOUNCE_INITIAL_MS, "QEMU's default announce-initial; assumed, not observed"
-
-
 def observed_dirty_rate(samples: Iterable[tuple[float, JobInfo]]) -> float:
     rates = [info.memory_dirty_rate_pages_s for _, info in samples
              if info.active and info.memory_dirty_rate_pages_s > 0]
@@ -123,15 +137,18 @@ def observed_dirty_rate(samples: Iterable[tuple[float, JobInfo]]) -> float:
 
 def failure_text(obs: Observations) -> str:
     """Why the VM stayed on the source, in the simulator's words where they overlap ("timeout",
-    "not-converged"), else what failed and libvirt's message. libvirt says "client socket is closed"
-    both when the destination daemon died and when the link between the hosts was cut; whether this
-    client can still reach the destination daemon tells the two apart."""
+    "not-converged"), a stuck VSI's diagnosis (vdp_faults.py), else what failed and libvirt's message.
+    libvirt says "client socket is closed" both when the destination daemon died and when the link
+    between the hosts was cut; whether this client can still reach the destination daemon tells the two
+    apart."""
     if obs.watchdog == "timeout" and obs.scenario.migration.timeout_action == "abort":
         return "timeout"
     if obs.watchdog == "give-up":
         return "not-converged"
     if not obs.error:
         return ""
+    if obs.port_fault:
+        return obs.port_fault
     if obs.destination_reachable is False:
         return f"destination daemon unreachable: {obs.error}"
     if obs.error_code == ERR_OPERATION_ABORTED:
@@ -169,15 +186,14 @@ def build_record(obs: Observations) -> MigrationRecord:
         not obs.error and not math.isnan(stop))
     converged = (switched or (not obs.error and not failure)) and failure not in ("timeout", "not-converged")
 
-    announce, announce_source = announce_ms(obs.log_events)
     if failure:
         # the guest stayed on the source: frozen from its stop until it ran there again, if it stopped
         src_resume = tl.log("source", "qemu RESUME", after_s=_first(stop, math.inf))
         pause = _ms_between(stop, src_resume) if not math.isnan(stop) else 0.0
-        outage = pause
+        outage, association, outage_source = pause, 0.0, "the guest stayed on the source"
     else:
         pause = float(done.downtime_ms) if obs.completed.downtime_ms else _ms_between(stop, dst_resume)
-        outage = pause + announce
+        outage, association, outage_source = _outage_ms(obs, stop, pause)
     phases = {
         "begin_start_s": 0.0,
         "begin_end_s": tl.log("destination", "prepare"),
@@ -195,13 +211,15 @@ def build_record(obs: Observations) -> MigrationRecord:
         phases["begin_start_s"] = NAN
     live_s = live_end - active if not (math.isnan(live_end) or math.isnan(active)) else NAN
     qemu_pause = _ms_between(stop, dst_resume)
+    command_line_ms = _ms_between(tl.log("destination", "launch"), tl.log("destination", "launch built"))
     extra: dict[str, Any] = {
         "mode": s.migration.mode,
         "pause_window_qemu_ms": qemu_pause,
+        "command_line_ms": command_line_ms,
         "downtime_net_ms": float(done.downtime_net_ms),
         "time_elapsed_ms": float(done.time_elapsed_ms),
-        "announce_ms": announce,
-        "announce_source": announce_source,
+        "outage_source": outage_source,
+        **_port_times(obs),
         "memory_constant_pages": done.memory_constant_pages,
         "memory_normal_pages": done.memory_normal_pages,
         "iteration_times_s": [e.t_s - obs.t0_s for e in obs.log_events
@@ -216,6 +234,7 @@ def build_record(obs: Observations) -> MigrationRecord:
         "error_domain": obs.error_domain,
         "destination_reachable": obs.destination_reachable,
         "source_state": obs.source_state,
+        "port_fault": obs.port_fault,
         "rtt_ms": obs.rtt_ms,
         "phases_from": "daemon logs" if obs.log_events else "client events only",
     }
@@ -225,7 +244,8 @@ def build_record(obs: Observations) -> MigrationRecord:
         iterations=max(done.memory_iteration, len(extra["iteration_times_s"])),
         total_time_s=obs.t_end_s - obs.t0_s, precopy_time_s=live_s,
         downtime_ms=_ms_between(stop, completed) if not failure else 0.0,
-        pause_window_ms=pause, network_outage_ms=outage, association_ms=0.0,
+        pause_window_ms=pause, network_outage_ms=outage, association_ms=association,
+        preassociation_ms=_zero_if_nan(command_line_ms) if obs.port is not None else 0.0,
         bytes_sent=float(done.memory_processed_bytes),
         final_copy_ms=_zero_if_nan(_ms_between(device, completed)),
         handshake_ms=_zero_if_nan(_ms_between(handshake_start, device)),
@@ -235,6 +255,32 @@ def build_record(obs: Observations) -> MigrationRecord:
         setup_time_ms=float(done.setup_time_ms),
         dirty_rate_pages_s=observed_dirty_rate(obs.samples),
         extra=extra, **phases)
+
+
+def _outage_ms(obs: Observations, stop: float, pause_ms: float) -> tuple[float, float, str]:
+    """(network outage, Finish's association, where the outage came from) of a migration that
+    completed; `stop` is QEMU's STOP, seconds after t0."""
+    port = obs.port
+    if port is None or math.isnan(stop):
+        return pause_ms, 0.0, "the pause window: no switch port watched (QEMU announces as it resumes)"
+    # a switch that never answered Finish's associate leaves the port blocked: the outage never ends
+    forwarding_at_s = math.inf if math.isnan(port.forwarding_s) else port.forwarding_s
+    if math.isnan(port.first_frame_s):
+        guest_talks = stop + ms_to_s(pause_ms)
+        source = f"{port.source}; the guest's first frame not seen, taken to leave as it resumed"
+    else:
+        guest_talks, source = port.first_frame_s - obs.t0_s, port.source
+    outage = s_to_ms(network_outage_s(stop, guest_talks, forwarding_at_s - obs.t0_s, 0.0))
+    # libvirt's pause window and the logged STOP come from different clocks: the outage contains the
+    # pause by definition, so a few-ms inversion between them is not a shorter outage
+    return max(outage, pause_ms), _ms_between(port.associate_request_s, forwarding_at_s), source
+
+
+def _port_times(obs: Observations) -> dict[str, float]:
+    """The switch's observations, seconds after t0 (NaN: not seen or not watched)."""
+    port = obs.port or PortObservation()
+    return {f"port_{name}": getattr(port, name) - obs.t0_s
+            for name in ("associate_request_s", "forwarding_s", "first_frame_s")}
 
 
 def _zero_if_nan(value: float) -> float:

@@ -22,20 +22,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario
 from .daemon_log import LogEvent, LogTail, parse_log
 from .events import DomainEvent, EventRecorder, ensure_event_loop
 from .jobinfo import JOB_COMPLETED, JobInfo
-from .measure import Observations, build_record
+from .measure import Observations, PortObservation, build_record
 from .sampler import JobSampler
+from .vdp_faults import StuckVsi, diagnose, qbg_instance_ids
 
 # a migration without a timeout that is still in pre-copy after this long is given up on
 GIVE_UP_S = 300.0
 # libvirt sends the job-completed event and settles the completed job's figures just after the call
 # returns; "query-migrate may report completed before its final figures are set": read again
 SETTLE_S = 2.0
+# (t0_s, wait_s) -> what the switch saw of the destination's port since t0_s
+PortObserver = Callable[[float, float], PortObservation]
 
 
 class ExecutorError(RuntimeError):
@@ -55,6 +59,12 @@ class Endpoints:
     dst_log: str = ""
     # the measured round trip between the hosts, recorded beside the scenario's
     rtt_ms: float = float("nan")
+    # the hosts as reports name them ("" = the URI's host), and their lldpad debug logs where this
+    # machine can read them (a stuck VSI: vdp_faults.py)
+    src_name: str = ""
+    dst_name: str = ""
+    src_lldpad_log: str = ""
+    dst_lldpad_log: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,8 @@ class Measurement:
     log_events: tuple[LogEvent, ...]
     t0_s: float
     completed: dict[str, Any] = field(default_factory=dict)
+    # a host's lldpad refusing the guest's VSI (issue 6): why the call failed, or a warning after success
+    port_fault: StuckVsi | None = None
 
     def raw(self) -> dict[str, Any]:
         """The raw observations, JSON-ready: every job-stats sample, libvirt event and logged mark."""
@@ -181,12 +193,37 @@ def _state_name(dom: Any) -> str:
     return _STATES[state] if 0 <= state < len(_STATES) else str(state)
 
 
+def _host_name(uri: str, role: str) -> str:
+    return urlsplit(uri).hostname or f"the {role} host"
+
+
+def stuck_vsi_after(host: str, error: str, daemon: LogTail, lldpad: LogTail,
+                    instance_ids: tuple[str, ...]) -> StuckVsi | None:
+    """Whether `host`'s lldpad refused one of `instance_ids` for a stuck VSI since the tails were made:
+    diagnose() on what its libvirtd and lldpad logged meanwhile, where readable, and on `error`."""
+    if not instance_ids:
+        return None
+    before = ""
+    if lldpad.path is not None and lldpad.path.exists():
+        with open(lldpad.path, "rb") as fh:
+            before = fh.read(lldpad.offset).decode("utf-8", "replace")
+    return diagnose(host, error, daemon_log=_read_if_there(daemon), lldpad_log=_read_if_there(lldpad),
+                    lldpad_before=before, instance_ids=instance_ids)
+
+
+def _read_if_there(tail: LogTail) -> str | None:
+    return tail.read() if tail.path is not None and tail.path.exists() else None
+
+
 def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
             on_sample: Callable[[float, JobInfo], None] | None = None,
-            give_up_s: float = GIVE_UP_S) -> Measurement:
+            give_up_s: float = GIVE_UP_S, observe_port: PortObserver | None = None) -> Measurement:
     """Live-migrates the running domain `domain` from ends.src_uri to ends.dst_uri as the scenario
     says, and measures it. A failed migration is a result (record.failure), not an exception;
-    ExecutorError means it could not be attempted."""
+    ExecutorError means it could not be attempted. `observe_port(t0_s, wait_s)`, where the switch can
+    be watched, says what it saw of the destination's port since the call started; after a
+    successful call it may wait up to the switch's timeout for a late answer to Finish's associate
+    (802.1Qbg: libvirt does not wait for it)."""
     import libvirt
 
     ensure_event_loop()
@@ -208,6 +245,8 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
         uuid = dom.UUIDString()
         recorders = [EventRecorder(src, "source", uuid), EventRecorder(dst, "destination", uuid)]
         tails = {"source": LogTail(ends.src_log), "destination": LogTail(ends.dst_log)}
+        lldpad_tails = {"source": LogTail(ends.src_lldpad_log), "destination": LogTail(ends.dst_lldpad_log)}
+        instance_ids = qbg_instance_ids(dom.XMLDesc(0))
         dom.migrateSetMaxDowntime(round(scenario.migration.max_downtime_ms))
         params, flags = migration_call(scenario, ends)
         watched = watch.lookupByUUIDString(uuid)
@@ -235,15 +274,23 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
         completed = _settled_completed_stats(dom, want_final=not error)
         reachable = _reachable(ends.dst_uri) if error else None
         log_events = [e for host, tail in tails.items() for e in parse_log(tail.read(), host)]
+        port = observe_port(t0, 0.0 if error else scenario.switch.timeout_s) if observe_port else None
         events = [e for r in recorders for e in r.events]
+        # failed: the destination's lldpad refused Prepare's or Finish's request; succeeded: the source's
+        # may have refused Confirm's de-associate (the VSI stays stuck there for the way back)
+        role, host = (("destination", ends.dst_name or _host_name(ends.dst_uri, "destination")) if error
+                      else ("source", ends.src_name or _host_name(ends.src_uri, "source")))
+        fault = stuck_vsi_after(host, error, tails[role], lldpad_tails[role], instance_ids)
         obs = Observations(
             scenario=scenario, mode=scenario.migration.mode, t0_s=t0, t_end_s=t_end,
             error=error, error_code=code, error_domain=domain_code, destination_reachable=reachable,
             source_state=_state_name(dom), watchdog=watchdog.fired, watchdog_s=watchdog.fired_at_s,
             completed=completed, samples=tuple(samples),
             events=tuple(sorted(events, key=lambda e: e.t_s)),
-            log_events=tuple(sorted(log_events, key=lambda e: e.t_s)), rtt_ms=ends.rtt_ms)
-        return Measurement(build_record(obs), obs.samples, obs.events, obs.log_events, t0, completed.raw)
+            log_events=tuple(sorted(log_events, key=lambda e: e.t_s)), rtt_ms=ends.rtt_ms, port=port,
+            port_fault=fault.diagnosis if fault else "")
+        return Measurement(build_record(obs), obs.samples, obs.events, obs.log_events, t0, completed.raw,
+                           fault)
     finally:
         for r in recorders:
             r.close()

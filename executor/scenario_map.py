@@ -40,8 +40,9 @@ class GuestPlan:
     dirty: DirtySpec
 
 
-def guest_for(scenario: Scenario, report_ms: int = 100) -> GuestPlan:
-    """The test guest that behaves as the scenario's VM does."""
+def guest_for(scenario: Scenario, report_ms: int = 100, nic_port: str = "none") -> GuestPlan:
+    """The test guest that behaves as the scenario's VM does, on a testbed whose guest NIC carries a
+    `nic_port` port profile ("none": no NIC at all)."""
     vm, dirty = scenario.vm, scenario.vm.dirty
     if vm.page_size_bytes != PAGE_BYTES:
         raise ScenarioError("vm.page_size_bytes", vm.page_size_bytes,
@@ -52,9 +53,11 @@ def guest_for(scenario: Scenario, report_ms: int = 100) -> GuestPlan:
     if vm.device_state_mib > 0:
         raise ScenarioError("vm.device_state_mib", vm.device_state_mib,
                             "the test guest's device state is QEMU's own (a few KiB): use 0")
-    if scenario.port_profile.type != "none":
-        raise ScenarioError("port_profile.type", scenario.port_profile.type,
-                            "the test guest has no NIC: use none")
+    if scenario.port_profile.type not in ("none", nic_port):
+        allowed = (f"none or {nic_port} on this testbed" if nic_port != "none" else
+                   "none: this testbed's guest has no NIC (an 802.1Qbg scenario brings the testbed up with "
+                   "a switch)")
+        raise ScenarioError("port_profile.type", scenario.port_profile.type, allowed)
     memory_mib = int(vm.memory_mib)
     region_mib = round(memory_mib * (1.0 - vm.zero_page_fraction))
     if not 1 <= region_mib <= memory_mib - RESERVED_MIB:

@@ -45,10 +45,13 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .guest_build import build_guest, default_cache_dir
 from .guest_domain import DirtySpec, domain_xml, guest_faulted, guest_started
+
+if TYPE_CHECKING:
+    from .migrate import PortObserver
 
 DEFAULT_STATE_DIR = Path("/var/lib/pausecast-testbed")
 MARKER = "pausecast-testbed"
@@ -403,6 +406,8 @@ class Testbed:
     """
 
     __test__ = False
+    # the port profile on the guest's NIC: the plain testbed's guest has no NIC
+    nic_port = "none"
 
     def __init__(self, config: TestbedConfig | None = None, **overrides: Any) -> None:
         cfg = config or TestbedConfig()
@@ -794,6 +799,11 @@ class Testbed:
                     dom.destroy()
                 with contextlib.suppress(libvirt.libvirtError):
                     dom.undefine()
+
+    def port_observer(self) -> PortObserver | None:
+        """Who can say when the guest's switch port forwarded during a migration: no one here (the
+        plain testbed's guest has no NIC); the 802.1Qbg testbed watches its switch."""
+        return None
 
     def measure_rtt_ms(self, samples: int = 20) -> float:
         """The round trip between the hosts: the fastest of `samples` TCP handshakes (a SYN and its

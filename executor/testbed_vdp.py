@@ -29,27 +29,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..models.scenario import SwitchSpec
-from .testbed import HOSTS, Testbed, TestbedError
-from .vdp_lab import NETNS_DIR, PREFIX, _stop
+from ..models.errors import ScenarioError
+from ..models.scenario import Scenario, SwitchSpec
+from .measure import PortObservation
+from .migrate import PortObserver
+from .port_probe import probe_argv, read_frames
+from .testbed import DST, HOSTS, Testbed, TestbedError, _argv
+from .vdp_faults import StuckVsi
+from .vdp_lab import _PRIVATE_LLDPAD, NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
 from .vdp_lab import cleanup as lab_cleanup
-from .vdp_switch import switch_argv
+from .vdp_switch import spec_from_log_start, switch_argv
 
 VXLAN_IF, UPLINK_IF = "vx0", "up0"
 VXLAN_PORT = 4789
 # the emulator's ECP ack timer: 10 us x 2^14 = 164 ms, so a loaded machine does not make it resend
 ECP_RTE = 14
 NIC_MAC = "52:54:00:5c:00:01"
+# how far apart the hosts' interface indexes start (_separate_ifindexes): more macvtaps than this made
+# on the source beyond those made on the destination would collide again. /dev is shared by every
+# testbed on the machine too: two 802.1Qbg testbeds up at once can collide with each other.
+IFINDEX_GAP = 2048
 # libvirt's 802.1Qbg parameters for the test VSI (any values the switch accepts)
 MANAGER_ID, TYPE_ID, TYPE_ID_VERSION = 11, 1193047, 2
 _LLDPAD_CONF = """nearest_customer_bridge :
@@ -66,6 +76,23 @@ _LLDPAD_CONF = """nearest_customer_bridge :
   }};
 }};
 """
+# what plays the switch: the VDP emulator (a [switch] spec) or lldpad itself in bridge mode, the
+# reference peer the emulator must match (issue 6); the bridge's ECP ack timer is the emulator's
+SWITCH_KINDS = ("emulator", "lldpad-bridge")
+_BRIDGE_PORT_CONF = """  {ifname} :
+  {{
+    adminStatus = 3;
+    tlvid0080c20d :
+    {{
+      evbmode = "bridge";
+      evbrrcap = true;
+      ecprte = {rte};
+      enableTx = true;
+    }};
+  }};
+"""
+# the key of the switch's lldpad (lldpad-bridge) among the hosts' lldpads
+_BRIDGE = "switch"
 _PORT_ID_SIGN = 1 << 31
 # each restart lands in a random seed window, so each is a fresh ~50% chance: 16 fail ~1 in 60,000
 _LIBVIRTD_RESTARTS = 16
@@ -139,18 +166,25 @@ def _netlink_route_ports(holder_pid: int, pid: int) -> list[int]:
 
 class VdpTestbed(Testbed):
     """A Testbed whose guests carry an 802.1Qbg port. `switch` is the [switch] the emulator plays;
-    `restart_switch(spec)` swaps it, on both ports or one (the lldpads keep running)."""
+    `restart_switch(spec)` swaps it, on both ports or one (the lldpads keep running). With
+    switch_kind="lldpad-bridge", lldpad in bridge mode plays the switch instead, as it is."""
 
     __test__ = False
+    nic_port = "802.1Qbg"
 
-    def __init__(self, *args: Any, switch: SwitchSpec | None = None, seed: int = 0, **overrides: Any) -> None:
+    def __init__(self, *args: Any, switch: SwitchSpec | None = None, seed: int = 0,
+                 switch_kind: str = "emulator", **overrides: Any) -> None:
+        if switch_kind not in SWITCH_KINDS:
+            raise ScenarioError("switch_kind", switch_kind, f"one of {', '.join(SWITCH_KINDS)}")
         super().__init__(*args, **overrides)
+        self.switch_kind = switch_kind
         self.switch = switch or SwitchSpec()
         self.seed = seed
         self.instance_id = str(uuid.uuid4())
         self._switch_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._probe: subprocess.Popen[bytes] | None = None
+        # each host's station lldpad and, with lldpad-bridge, the switch's (key _BRIDGE)
         self._lldpads: dict[str, subprocess.Popen[bytes]] = {}
-        self._starts: dict[str, int] = {}
         self._log_offsets: dict[str, int] = {}  # where each running lldpad's part of its log starts
         self._time_shift_s = 0
 
@@ -167,8 +201,24 @@ class VdpTestbed(Testbed):
     def vdp_dir(self) -> Path:
         return self.state_dir / "vdp"
 
+    def _switch_starts(self, host: str) -> int:
+        """How many emulators have run on `host`'s port: each logs to a file of its own, numbered, so
+        another process (a later `pausecast run`) finds the running one's log."""
+        return max((int(m.group(1)) for f in self.vdp_dir.glob(f"switch-{host}-*.jsonl")
+                    if (m := re.fullmatch(rf"switch-{host}-(\d+)\.jsonl", f.name))), default=0)
+
+    def switch_seed(self, host: str) -> int:
+        """The seed of the emulator running on `host`'s port: the testbed's, moved on at each restart.
+        A restarted emulator must not start its ECP sequence where the last one did: the station would
+        drop its first reply as a repeat of the last one it acked."""
+        return self.seed + self._switch_starts(host)
+
     def switch_log(self, host: str) -> Path:
-        return self.vdp_dir / f"switch-{host}-{self._starts.get(host, 0)}.jsonl"
+        return self.vdp_dir / f"switch-{host}-{self._switch_starts(host)}.jsonl"
+
+    @property
+    def probe_log(self) -> Path:
+        return self.vdp_dir / "probe.jsonl"
 
     def lldpad_log(self, host: str) -> Path:
         return self.vdp_dir / f"lldpad-{host}.log"
@@ -182,13 +232,32 @@ class VdpTestbed(Testbed):
         _sh(["ip", "-n", self.switch_ns, "link", "set", "lo", "up"])
         for up in uplinks():
             self._setup_uplink(up)
+        self._separate_ifindexes()
         self.restart_switch(self.switch)
+        self._start_probe()
         for up in uplinks():
             self._start_lldpad(up.host)
         for up in uplinks():
             self._wait_lldpad(up.host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+        self._wait_bridge_timers()
         self._fix_netlink_ports()
         return status
+
+    def _separate_ifindexes(self) -> None:
+        """Moves the destination's next interface index far from the source's. libvirt opens a
+        macvtap's queue as /dev/tap<ifindex>, and /dev is the machine's: two hosts in namespaces number
+        their links alike, so the destination's QEMU would open the SOURCE's macvtap (its frames leave
+        through the source's port, and stop when the source's macvtap goes in Confirm). Interface
+        indexes are handed out cyclically per namespace: links made and dropped advance the counter
+        (their peers go in a namespace deleted at once, which removes both ends in one batch)."""
+        scratch = f"{self.switch_ns}-idx"
+        _sh(["ip", "netns", "add", scratch])
+        batch = self.vdp_dir / "ifindex-gap.batch"
+        batch.write_text("".join(f"link add pcgap{i} type veth peer name pcgap{i} netns {scratch}\n"
+                                 for i in range(IFINDEX_GAP)))
+        # the network namespace only: the host's own /run hides the scratch namespace's name
+        _sh(["nsenter", "-t", str(self.host(DST).holder_pid), "-n", "ip", "-batch", str(batch)])
+        _sh(["ip", "netns", "delete", scratch])
 
     def _setup_uplink(self, up: Uplink) -> None:
         holder = self.host(up.host).holder_pid
@@ -206,6 +275,10 @@ class VdpTestbed(Testbed):
         _sh([*sw, "link", "add", up.switch_vxlan, "type", "vxlan", "id", str(up.vni), "local", up.switch_ip,
              "remote", up.host_ip, "dstport", str(VXLAN_PORT), "dev", up.switch_if])
         _sh([*sw, "link", "set", up.switch_vxlan, "up"])
+        # the macvtap carries the guest's MAC: without IPv6 the host sends nothing from it, so every frame
+        # the switch's probe sees from that MAC is the guest's own (QEMU's self-announce)
+        self.run_in(up.host, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                              "net.ipv6.conf.default.disable_ipv6=1"])
         # lldpad's private /dev/shm, in the host's own mount namespace (never the machine's)
         self.run_in(up.host, ["mount", "-t", "tmpfs", "-o", "size=1m", "pcvdp-shm", "/dev/shm"])
 
@@ -226,10 +299,17 @@ class VdpTestbed(Testbed):
     def restart_lldpad(self, host: str) -> None:
         """A fresh lldpad on `host`, which forgets every VSI, stuck ones included (issue 6's fault: a
         station whose switch went silent during a keep-alive drops the VSI without telling libvirt and
-        refuses it until restarted)."""
+        refuses it until restarted). The switch on its port restarts too: a fresh switch sends its LLDPDU
+        at once, which hands the fresh station its VDP timers (else it waits up to 30 s for the next)."""
         _stop(self._lldpads.pop(host))
         self._start_lldpad(host)
+        self.restart_switch(self.switch, (host,))
         self._wait_lldpad(host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+
+    def recover_stuck_vsi(self, fault: StuckVsi) -> None:
+        """Clears a stuck VSI the one way there is, a fresh lldpad on the fault's host: a testbed's own
+        lldpad, never a real host's (there the executor only reports)."""
+        self.restart_lldpad(fault.host)
 
     def _wait_lldpad(self, host: str, pattern: str, timeout_s: float = 40.0) -> None:
         """Until the running lldpad's part of its log shows `pattern`."""
@@ -300,16 +380,21 @@ class VdpTestbed(Testbed):
 
     # ------------------------------------------------------------------------------------ the switch
     def restart_switch(self, spec: SwitchSpec, hosts: tuple[str, ...] = HOSTS) -> None:
-        """A fresh emulator, with a fresh log (switch_log), on the ports of `hosts`; the others run on."""
+        """A fresh emulator, with a fresh log (switch_log), on the ports of `hosts`; the others run on.
+        With lldpad-bridge: a fresh lldpad on both ports (`spec` and `hosts` do not apply)."""
         self.switch = spec
+        if self.switch_kind == "lldpad-bridge":
+            self._restart_lldpad_bridge()
+            return
         ports = [up for up in uplinks() if up.host in hosts]
         for up in ports:
-            if up.host in self._switch_procs:
-                _stop(self._switch_procs.pop(up.host))
-            self._starts[up.host] = self._starts.get(up.host, 0) + 1
+            self._stop_switch_port(up.host)
+            # created before the emulator starts, so switch_log names it from now on
+            (self.vdp_dir / f"switch-{up.host}-{self._switch_starts(up.host) + 1}.jsonl").touch()
             log = self.switch_log(up.host)
             err = (self.vdp_dir / f"switch-{up.host}.err").open("ab")
-            argv = [*switch_argv(up.switch_vxlan, spec, log, self.seed), "--ecp-rte", str(ECP_RTE)]
+            argv = [*switch_argv(up.switch_vxlan, spec, log, self.switch_seed(up.host)), "--ecp-rte",
+                    str(ECP_RTE)]
             try:
                 self._switch_procs[up.host] = subprocess.Popen(
                     ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", *argv], stdin=subprocess.DEVNULL,
@@ -325,10 +410,84 @@ class VdpTestbed(Testbed):
                                        f"see {self.vdp_dir}/switch-{up.host}.err")
                 time.sleep(0.05)
 
-    def stop_switch(self) -> None:
-        for proc in self._switch_procs.values():
+    def _start_probe(self) -> None:
+        err = (self.vdp_dir / "probe.err").open("ab")
+        try:
+            self._probe = subprocess.Popen(
+                ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", *probe_argv([NIC_MAC], self.probe_log)],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            err.close()
+        deadline = time.monotonic() + 20
+        while not self.probe_log.exists() or '"start"' not in self.probe_log.read_text():
+            if time.monotonic() > deadline:
+                raise TestbedError(f"the port probe did not start; see {self.vdp_dir}/probe.err")
+            time.sleep(0.05)
+
+    def _stop_switch_port(self, host: str) -> None:
+        """Stops the emulator on `host`'s port, whichever process started it (`pausecast testbed up`
+        starts it; a later `pausecast run` may swap it)."""
+        proc = self._switch_procs.pop(host, None)
+        if proc is not None:
             _stop(proc)
-        self._switch_procs.clear()
+        iface = next(up.switch_vxlan for up in uplinks() if up.host == host)
+        for pid in _pids_in_netns(NETNS_DIR / self.switch_ns):
+            argv = _argv(pid)
+            if "pausecast.executor.vdp_switch" in argv and argv[argv.index("--iface") + 1] == iface:
+                _kill_pid(pid)
+
+    def stop_switch(self) -> None:
+        for host in HOSTS:
+            self._stop_switch_port(host)
+        if _BRIDGE in self._lldpads:
+            _stop(self._lldpads.pop(_BRIDGE))
+
+    def _restart_lldpad_bridge(self) -> None:
+        """lldpad with evbmode "bridge" on every switch port, in a mount namespace of its own with
+        private /run and /dev/shm (vdp_lab's recipe: never the machine's /dev/shm/lldpad.state). Its
+        configuration is written first and the ports are up: lldpad fixes a port's role at start."""
+        self.stop_switch()
+        conf = self.vdp_dir / "lldpad-switch.conf"
+        ports = "".join(_BRIDGE_PORT_CONF.format(ifname=up.switch_vxlan, rte=ECP_RTE) for up in uplinks())
+        conf.write_text(f"nearest_customer_bridge :\n{{\n{ports}}};\n")
+        log = self.lldpad_log(_BRIDGE).open("ab")
+        self._log_offsets[_BRIDGE] = log.tell()
+        try:
+            self._lldpads[_BRIDGE] = subprocess.Popen(
+                ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", "unshare", "--mount", "--propagation",
+                 "private", "sh", "-c", _PRIVATE_LLDPAD, str(conf)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        for up in uplinks():
+            self._wait_lldpad(_BRIDGE, rf"vdp22_create:{up.switch_vxlan} role:")
+        self._wait_bridge_timers()
+
+    def _wait_bridge_timers(self) -> None:
+        """Until lldpad-bridge has the EVB timers on the ports whose station runs. It gets them when it
+        hears the station's EVB TLV; until then its keep-alive timer is 10 us x 2^0 and it de-associates
+        every VSI right after answering it (vdp_lab._wait_timers)."""
+        if _BRIDGE not in self._lldpads:
+            return
+        for up in uplinks():
+            if up.host in self._lldpads:
+                self._wait_lldpad(_BRIDGE, rf"data_from_evb:{up.switch_vxlan} .* evb:1$")
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        if out.get("hosts"):
+            running = self.running_switch()
+            out["switch"] = asdict(running) if running is not None else None
+        return out
+
+    def running_switch(self) -> SwitchSpec | None:
+        """The [switch] the emulator on the destination's port plays, from its log's start record."""
+        log = self.switch_log(DST)
+        start = next((json.loads(line) for line in (log.read_text().splitlines() if log.exists() else ())
+                      if '"start"' in line), None)
+        if start is None:
+            return None
+        return spec_from_log_start(start)
 
     def switch_records(self) -> list[dict[str, Any]]:
         """Both ports' logs of the running emulators, each record tagged with its port's host, in time
@@ -341,17 +500,32 @@ class VdpTestbed(Testbed):
                             for line in log.read_text().splitlines() if line.strip()]
         return sorted(records, key=lambda r: r["mono_s"])
 
-    def forwarding_since_s(self, host: str, after_s: float, wait_s: float = 0.0) -> float | None:
-        """When (wall clock) the switch sent the first successful associate response on `host`'s port
-        after `after_s`: the port forwards the guest's frames from then on. None: not within `wait_s`
-        (the migration call returns before a slow switch answers Finish's associate)."""
+    def port_observer(self) -> PortObserver | None:
+        # lldpad-bridge keeps no log of its answers that observe_port could read
+        return self.observe_port if self.switch_kind == "emulator" else None
+
+    def observe_port(self, after_s: float, wait_s: float) -> PortObservation:
+        """What the switch namespace saw of the destination's port since `after_s` (wall clock): Finish's
+        associate and the switch's successful answer (the emulator's log), and the guest's first frame
+        (the probe). Waits up to `wait_s` for the answer and the frame: libvirt 9.0 returns from an
+        802.1Qbg migration before a slow switch answers Finish's associate."""
         deadline = time.monotonic() + wait_s
         while True:
-            t = next((r["t"] for r in self.switch_records()
-                      if r["port"] == host and r["event"] == "response" and r["mode"] == "associate"
-                      and r["status"] == _ANSWERED and r["t"] > after_s), None)
-            if t is not None or time.monotonic() > deadline:
-                return t
+            records = [r for r in self.switch_records() if r["port"] == DST and r["t"] > after_s
+                       and r.get("mode") == "associate"]
+            request = next((r for r in records if r["event"] == "request"), None)
+            answer = next((r for r in records if r["event"] == "response" and r["status"] == _ANSWERED
+                           and request is not None and r["req"] == request["req"]), None)
+            dst_port = next(up.switch_vxlan for up in uplinks() if up.host == DST)
+            frame = next((f for f in read_frames(self.probe_log) if f["iface"] == dst_port
+                          and f["t"] > after_s), None)
+            if (answer is not None and frame is not None) or time.monotonic() > deadline:
+                return PortObservation(
+                    associate_request_s=request["t"] if request else math.nan,
+                    forwarding_s=answer["t"] if answer else math.nan,
+                    first_frame_s=frame["t"] if frame else math.nan,
+                    source="the VDP emulator's log (associate answered) and a probe on its port "
+                           "(the guest's first frame)")
             time.sleep(0.05)
 
     # ------------------------------------------------------------------------------------ the guest
@@ -362,9 +536,44 @@ class VdpTestbed(Testbed):
     # ---------------------------------------------------------------------------------------- down
     def down(self, **kw: Any) -> dict[str, Any]:
         self.stop_switch()
+        if self._probe is not None:
+            _stop(self._probe)
         for proc in self._lldpads.values():
             _stop(proc)
         self._lldpads.clear()
         lab_cleanup(self.lab_name)
         return super().down(**kw)
 
+
+def has_switch(state_dir: Path) -> bool:
+    """Whether the testbed in `state_dir` was brought up with the 802.1Qbg switch."""
+    return (Path(state_dir) / "vdp").is_dir()
+
+
+def testbed_for(state_dir: Path, scenario: Scenario | None = None, **config: Any) -> Testbed:
+    """The testbed in `state_dir` for running `scenario`: with the VDP switch playing its [switch] when
+    its [port_profile] is 802.1Qbg, plain otherwise. One that is already up must be of that kind (a
+    prediction and a measurement must describe the same NIC); an up switch playing another [switch]
+    is restarted as the scenario's. Without a scenario: whatever is up there."""
+    state_dir = Path(state_dir)
+    if scenario is None:
+        return VdpTestbed(state_dir=state_dir, **config) if has_switch(state_dir) else \
+            Testbed(state_dir=state_dir, **config)
+    port = scenario.port_profile
+    if port.type == "802.1Qbh":
+        raise ScenarioError("port_profile.type", port.type,
+                            "none or 802.1Qbg on the testbed (802.1Qbh needs a Cisco VIC; only the simulator "
+                            "models it)")
+    if port.type == "802.1Qbg" and port.vnics != 1:
+        raise ScenarioError("port_profile.vnics", port.vnics, "1 on the testbed (its guest has one NIC)")
+    wants_switch = port.type == "802.1Qbg"
+    tb: Testbed = VdpTestbed(state_dir=state_dir, switch=scenario.switch, **config) if wants_switch else \
+        Testbed(state_dir=state_dir, **config)
+    if tb.is_up() and has_switch(state_dir) != wants_switch:
+        have = "with" if has_switch(state_dir) else "without"
+        raise ScenarioError("port_profile.type", port.type,
+                            f"what the testbed in {state_dir} was brought up for: it runs {have} an 802.1Qbg "
+                            "switch; 'pausecast testbed down' it first, or change the scenario")
+    if isinstance(tb, VdpTestbed) and tb.is_up() and tb.running_switch() != scenario.switch:
+        tb.restart_switch(scenario.switch)
+    return tb

@@ -412,6 +412,11 @@ def _spec_fields(spec: SwitchSpec) -> dict[str, Any]:
             "background_load_per_s": spec.background_load_per_s, "mode": spec.mode}
 
 
+def spec_from_log_start(record: dict[str, Any]) -> SwitchSpec:
+    """The [switch] an emulator runs as, read back from its log's start record."""
+    return SwitchSpec(**{name: record[name] for name in _spec_fields(SwitchSpec())})
+
+
 # ---------------------------------------------------------------------------------------------------
 # the port
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -72,7 +74,8 @@ pd.DataFrame(rows).round(3)
 #
 # For each dirty rate, sweep the downtime limit and plot the three windows. Default overheads
 # (measured on the testbed): Finish work, RPCs and the resume add to the pause window; QEMU's first
-# self-announce adds 50 ms to the outage.
+# self-announce leaves as the guest resumes (about 1 ms, measured), so without a switch port the outage
+# is about the pause window.
 
 # %%
 limits_ms = np.geomspace(20, 2000, POINTS)
@@ -102,8 +105,8 @@ fig.tight_layout()
 
 # %% [markdown]
 # The QEMU downtime hugs the limit whenever the link (not the cap) moves the final copy; the pause
-# window sits a fixed ~14 ms above it (handshake, Finish RPC and work, resume), and the outage another
-# 50 ms above (the first RARP). Limits too small for a busy guest leave gaps: no convergence.
+# window sits a fixed ~14 ms above it (handshake, Finish RPC and work, resume), and the outage ~1 ms
+# above that (the first RARP). Limits too small for a busy guest leave gaps: no convergence.
 
 # %% [markdown]
 # ### The same across link speeds

@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from .executor.testbed import DEFAULT_STATE_DIR, Testbed
+from .executor.testbed import DEFAULT_STATE_DIR
 from .executor.testbed_run import shape_for
+from .executor.testbed_vdp import testbed_for
 from .models.errors import ScenarioError
 from .models.scenario import load_scenario
 from .run_results import strict_json
@@ -27,7 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--scenario", metavar="S.toml",
                    help="up: shape the link from the scenario's [link] (bandwidth; a delay only where the "
-                        "kernel can add one); a testbed already up is only reshaped")
+                        "kernel can add one); with [port_profile] type = \"802.1Qbg\", also give each host "
+                        "an lldpad and the guest's NIC an 802.1Qbg port, and start the VDP switch emulator "
+                        "as the scenario's [switch] says (service time, distribution, capacity, background "
+                        "load, mode). A testbed already up is only reshaped, and its switch restarted as the "
+                        "scenario's [switch]")
     p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), metavar="DIR",
                    help=f"where the testbed keeps its state (default {DEFAULT_STATE_DIR})")
     p.add_argument("--virt-type", choices=("auto", "kvm", "qemu"), default="auto",
@@ -38,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    tb = Testbed(state_dir=Path(args.state_dir), virt_type=args.virt_type)
+    scenario = load_scenario(args.scenario) if args.scenario and args.action == "up" else None
+    tb = testbed_for(Path(args.state_dir), scenario, virt_type=args.virt_type)
     if args.action == "down":
         report = tb.down(keep_logs=args.keep_logs)
         left = {k: v for k, v in report["leftovers"].items() if v}
@@ -46,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
               + (f"; LEFT BEHIND: {left}" if left else "; nothing left behind"))
         return 1 if left else 0
     if args.action == "up":
-        scenario = load_scenario(args.scenario) if args.scenario else None
         already = tb.is_up()
         if already:
             print(f"testbed already up in {tb.state_dir}", file=sys.stderr)
@@ -82,4 +87,8 @@ def format_status(st: dict) -> str:
         state = "ok" if h["holder_alive"] and h["libvirtd_alive"] else "DOWN"
         domains = ", ".join(f"{d} {s}" for d, s in (h["domains"] or {}).items()) or "no domains"
         lines.append(f"  {name:<7} {h['address']:<12} libvirtd {state}  {h['uri']}  ({domains})")
+    if (sw := st.get("switch")) is not None:
+        lines.append(f"  802.1Qbg switch (VDP emulator): {sw['service_time_ms']:g} ms "
+                     f"{sw['service_distribution']} service, capacity {sw['capacity']}, background "
+                     f"{sw['background_load_per_s']:g} requests/s, mode {sw['mode']}; lldpad on each host")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from .executor.jobinfo import JobInfo
 from .executor.migrate import GIVE_UP_S, Endpoints, Measurement, migrate
 from .executor.testbed import DEFAULT_STATE_DIR, Testbed
 from .executor.testbed_run import run_on_testbed, shape_for
+from .executor.testbed_vdp import testbed_for
 from .models.errors import ScenarioError
 from .models.scenario import Scenario
 
@@ -74,7 +75,7 @@ def open_target(args: argparse.Namespace, scenario: Scenario | None = None) -> T
         if not all(real):
             raise ScenarioError("target", " ".join(a or "-" for a in real), "give --src, --dst and --domain")
         return Target(args)
-    tb = Testbed(state_dir=Path(args.state_dir))
+    tb = testbed_for(Path(args.state_dir), scenario)
     if not tb.is_up():
         print(f"pausecast: bringing the testbed up in {tb.state_dir} (it stays up; "
               "'pausecast testbed down' removes it)", file=sys.stderr)

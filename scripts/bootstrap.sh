@@ -8,9 +8,10 @@ extras="${1:-}"
 
 apt_packages=(python3-venv)
 if [[ ",$extras," == *",executor,"* ]]; then
-    # The testbed: two libvirt daemons, QEMU, the test guest's toolchain, namespaces and tc, lldpad.
+    # The testbed: two libvirt daemons, QEMU, the test guest's toolchain, namespaces and tc, lldpad, and
+    # strace (to capture what libvirtd sends lldpad).
     apt_packages+=(qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc gcc-multilib binutils
-                   iproute2 lldpad tcpdump libnl-3-200)
+                   iproute2 lldpad tcpdump libnl-3-200 strace)
 fi
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -9,22 +9,26 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pausecast.cli import main
-from pausecast.executor.calibrate import CalibrationError, combine, overheads_of
+from pausecast.executor.calibrate import CalibrationError, combine, fit_switch, overheads_of
 from pausecast.executor.daemon_log import LogTail, parse_log
 from pausecast.executor.events import lifecycle_name
 from pausecast.executor.guest_domain import STRIDE_ONE
 from pausecast.executor.jobinfo import JOB_COMPLETED, JobInfo
-from pausecast.executor.measure import Observations, build_record
+from pausecast.executor.measure import Observations, PortObservation, build_record
 from pausecast.executor.scenario_map import RESERVED_MIB, delay_to_apply_ms, guest_for
 from pausecast.models import switchover as rule
+from pausecast.models.association import sample_service_s
 from pausecast.models.dirty import ConstantDirty, dirty_model_for
 from pausecast.models.errors import ScenarioError
 from pausecast.models.fieldpaths import get_value
 from pausecast.models.overheads import OVERHEAD_FIELDS, load_overheads_profile
 from pausecast.models.record import MigrationRecord
+from pausecast.models.scenario import SwitchSpec
+from pausecast.models.units import s_to_ms
 from pausecast.progress import ProgressLine
 from pausecast.run_results import strict_json
 from pausecast.sim import fast, predict
@@ -107,8 +111,8 @@ SRC_LOG = "\n".join([
 DST_LOG = "\n".join([
     _line(20, "qemuMigrationDstPrepareDirect", "driver=0x3"),
     _line(21, "qemuMigrationDstPrepareFresh", "name=g"),
-    _line(300, "qemuMonitorJSONIOProcessLine",
-          'QEMU_MONITOR_RECV_REPLY: mon=0x6 reply={"return": {"announce-initial": 50}, "id": "l-9"}'),
+    _line(30, "qemuProcessLaunch", "Creating domain log file"),
+    _line(162, "qemuProcessLaunch", "Building mount namespace"),
     _line(6130, "qemuMigrationDstFinish", "driver=0x3"),
     _line(6140, "qemuProcessStartCPUs", "Using lock state '<null>'"),
     _event(6141, "RESUME"),
@@ -120,14 +124,12 @@ def _logged() -> list:
 
 
 def test_the_log_gives_each_phase_mark_and_qemu_event_once():
-    names = [(e.host, e.name, e.detail) for e in _logged() if e.name != "parameters"]
-    assert [n for h, n, _ in names if h == "destination"] == ["prepare", "finish", "start cpus",
-                                                              "qemu RESUME"]
+    names = [(e.host, e.name, e.detail) for e in _logged()]
+    assert [n for h, n, _ in names if h == "destination"] == ["prepare", "launch", "launch built", "finish",
+                                                              "start cpus", "qemu RESUME"]
     assert [n for h, n, _ in names if h == "source"] == [
         "begin", "perform", "qemu MIGRATION", "qemu MIGRATION_PASS", "qemu STOP", "qemu MIGRATION",
         "qemu MIGRATION", "confirm", "qemu stop", "job end"]
-    params = next(e for e in _logged() if e.name == "parameters")
-    assert params.data["announce-initial"] == 50
 
 
 def test_log_tail_reads_only_what_came_after_it(tmp_path):
@@ -172,13 +174,40 @@ def test_a_migrated_run_becomes_the_simulators_record():
     # completed -> Finish 5 ms, Finish -> cont 10 ms, cont -> RESUME 1 ms: 101 ms by QEMU's stamps
     assert (r.finish_rpc_ms, r.finish_work_ms, r.resume_ms) == pytest.approx((5.0, 10.0, 1.0), abs=1e-3)
     assert r.extra["pause_window_qemu_ms"] == pytest.approx(101.0, abs=1e-3)
-    # libvirt's completed-job downtime is the pause window; the outage adds QEMU's announce-initial
-    assert r.pause_window_ms == 110.0 and r.network_outage_ms == 160.0
-    assert "assumed" in r.extra["announce_source"]
+    # libvirt's completed-job downtime is the pause window; with no switch port watched, the outage is
+    # the pause (QEMU sends its first self-announce as it resumes)
+    assert r.pause_window_ms == 110.0 and r.network_outage_ms == 110.0
+    assert "no switch port watched" in r.extra["outage_source"]
+    # QEMU's command line took 30 -> 162 ms; without a port there is no pre-associate in it
+    assert r.extra["command_line_ms"] == pytest.approx(132.0, abs=1e-3) and r.preassociation_ms == 0.0
     assert r.bytes_sent == 300 * 2**20 and r.setup_time_ms == 2.0
     # the median of the non-zero dirty rates 4900, 5000, 5100
     assert r.dirty_rate_pages_s == 5000.0
     assert r.extra["iteration_times_s"] == [pytest.approx(4.54, abs=1e-6)]
+
+
+def test_a_watched_switch_port_ends_the_outage_when_it_forwards_and_the_guest_talks():
+    def outage(request_s: float, forwarding_s: float, frame_s: float) -> MigrationRecord:
+        port = PortObservation(T0 + request_s, T0 + forwarding_s, T0 + frame_s, "switch log + probe")
+        return build_record(_observations(port=port))
+
+    # QEMU STOP at 6.040, RESUME at 6.141. A slow switch: Finish's associate reaches it at 6.131 and is
+    # answered at 6.451, the guest's first frame arrives at 6.142: cut off until 6.451, 411 ms, of
+    # which the association took 320 ms
+    slow = outage(6.131, 6.451, 6.142)
+    assert slow.network_outage_ms == pytest.approx(411.0, abs=1e-3)
+    assert slow.association_ms == pytest.approx(320.0, abs=1e-3)
+    assert slow.extra["port_forwarding_s"] == pytest.approx(6.451, abs=1e-6)
+    # with a port, building QEMU's command line in Prepare (30 -> 162 ms) waited for the pre-associate
+    assert slow.preassociation_ms == pytest.approx(132.0, abs=1e-3)
+    # a fast switch answers before the guest runs: the guest's first frame (6.142) ends it, 102 ms
+    # after the STOP; shorter than libvirt's 110 ms pause window by the two clocks' skew, so the pause
+    assert outage(6.131, 6.132, 6.142).network_outage_ms == 110.0
+    assert outage(6.131, 6.132, 6.160).network_outage_ms == pytest.approx(120.0, abs=1e-3)
+    # a switch that never answers Finish's associate leaves the port blocked
+    never = outage(6.131, math.nan, 6.142)
+    assert never.network_outage_ms == math.inf and never.association_ms == math.inf
+    assert never.migrated
 
 
 def test_failures_say_what_failed_and_leave_the_pause_at_zero():
@@ -208,7 +237,7 @@ def test_calibrated_costs_add_up_to_the_measured_run():
     # rtt 0.05 ms: begin 20; prepare 500 - 0.05; setup 20 - 0.05; handshake 5; resume 1;
     # finish = 110 - 5 - 80 - 1 - 0.025 = 23.975; confirm = (6.5 - (6.040 + 0.110)) s - 0.025 = 349.975
     expected = {"begin_ms": 20.0, "prepare_ms": 499.95, "setup_ms": 19.95, "handshake_ms": 5.0,
-                "resume_ms": 1.0, "finish_ms": 23.975, "confirm_ms": 349.975, "announce_ms": 50.0}
+                "resume_ms": 1.0, "finish_ms": 23.975, "confirm_ms": 349.975, "announce_ms": 0.0}
     assert costs == pytest.approx(expected, abs=1e-3)
     # the engine's layout: begin | h+prepare+h | setup+2h, live, handshake + final | h+finish+resume
     # | h+confirm, with the measured live phase and final copy, gives back the measured total
@@ -355,3 +384,27 @@ def test_a_run_without_a_clear_target_is_one_line_and_exit_2(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pausecast: error:")
+
+
+@pytest.mark.parametrize("spec", [
+    SwitchSpec(service_time_ms=150.0),
+    SwitchSpec(service_time_ms=100.0, service_distribution="exponential"),
+    SwitchSpec(service_time_ms=80.0, service_distribution="lognormal", service_cv=0.3),
+], ids=lambda s: s.service_distribution)
+def test_switch_fit_recovers_the_distribution_the_emulator_draws_from(spec):
+    # the emulator's service times come from sample_service_s: 2,000 of them, plus a wire of 1-3 ms
+    rng = np.random.default_rng(7)
+    latencies = [s_to_ms(sample_service_s(spec, rng)) + rng.uniform(1, 3) for _ in range(2000)]
+    fit = fit_switch(latencies)
+    assert fit.service_distribution == spec.service_distribution
+    # the mean's standard error is cv x mean / sqrt(2000) (2.2% for the exponential); 4 of them, plus
+    # the 2 ms of wire
+    assert fit.service_time_ms == pytest.approx(spec.service_time_ms + 2, rel=0.09)
+    if spec.service_distribution == "lognormal":
+        assert fit.service_cv == pytest.approx(spec.service_cv, abs=0.05)
+
+
+def test_switch_fit_refuses_what_cannot_be_fitted():
+    for bad in ([], [120.0], [120.0, math.nan], [0.0, 10.0]):
+        with pytest.raises(CalibrationError, match="at least 2 positive latencies"):
+            fit_switch(bad)
