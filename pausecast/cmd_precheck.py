@@ -9,12 +9,16 @@ import sys
 from pathlib import Path
 
 from . import default_scenario_path
-from .models.scenario import load_scenario, scenario_to_toml
+from .models.errors import ScenarioError
+from .models.scenario import Scenario, load_scenario, scenario_to_toml
 from .report import format_prediction, record_json
 from .sim import predict
 from .sim.advice import bandwidth_for_convergence_mbit_s, forced_alternatives, smallest_converging_downtime_ms
 
 EXIT_GO, EXIT_NO_GO, EXIT_ERROR = 0, 1, 2
+# the dirty-rate estimate's sampling error carried to the prediction: predicted again at the estimate
+# minus and plus this many standard errors (~95 %)
+RANGE_STDERRS = 2.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override one key of the base scenario (repeatable)")
     p.add_argument("--calc-seconds", type=float, default=3.0,
                    help="length of libvirt's dirty-rate calculation (default 3 s)")
+    p.add_argument("--calc-runs", type=int, default=1, metavar="N",
+                   help="run libvirt's calculation N times and take the mean: it samples 512 pages per "
+                        "GiB, so one run is off by about sqrt(2 x rate / seconds) MiB/s (one standard "
+                        "error), and N runs divide that by sqrt(N) (default 1)")
     p.add_argument("--timeout-alternative-s", type=float, default=60.0,
                    help="for a no-go: predict a forced switchover after this long (default 60 s)")
     p.add_argument("--probe-switch", action="store_true",
@@ -74,8 +82,10 @@ def _endpoints(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     try:
         base = load_scenario(args.scenario or default_scenario_path(), args.overrides)
+        if args.calc_runs < 1:
+            raise ScenarioError("--calc-runs", args.calc_runs, "at least 1")
         src, dst, name, tb = _endpoints(args)
-        facts, dirty, probe = _look(src, dst, name, args.calc_seconds, args.probe_switch, tb)
+        facts, dirty, probe = _look(src, dst, name, args.calc_seconds, args.calc_runs, args.probe_switch, tb)
         link = None
         if args.measure_link:
             from .executor.precheck import measure_link
@@ -90,21 +100,25 @@ def run(args: argparse.Namespace) -> int:
                             link_mbit_s=link.mbit_s if link else None)
     record = predict(scenario)
     go = record.migrated
-    reasons = _reasons(record, scenario)
+    spread = _rate_range(scenario, dirty)
+    reasons = _reasons(record, scenario) + (_uncertainty(spread, go) if spread else [])
     advice = _advice(scenario, record, args.timeout_alternative_s)
     if args.write_scenario:
         Path(args.write_scenario).write_text(scenario_to_toml(scenario))
     if args.json:
         row = json.loads(record_json(record))
         print(json.dumps({"verdict": "GO" if go else "NO-GO", "reasons": reasons, "record": row,
-                          "dirty_rate": dataclasses.asdict(dirty), "domain": dataclasses.asdict(facts),
+                          "dirty_rate": dataclasses.asdict(dirty), "dirty_rate_range": spread,
+                          "domain": dataclasses.asdict(facts),
                           "advice": advice,
                           "switch_probe": _probe_json(probe) if probe else None,
                           "link_measurement": dataclasses.asdict(link) if link else None}, indent=2))
     else:
         print(f"{'GO' if go else 'NO-GO'}: {name} from {src} to {dst}")
         print("".join(f"  - {r}\n" for r in reasons), end="")
-        print(f"  dirty rate {dirty.mib_s:.1f} MiB/s, measured by {dirty.source}")
+        print(f"  dirty rate {_rate_text(dirty)}, measured by {dirty.source}")
+        if spread:
+            print(f"  {_range_text(spread)}")
         if probe:
             print("".join(f"  {line}\n" for line in _probe_lines(probe)), end="")
         if link:
@@ -118,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_GO if go else EXIT_NO_GO
 
 
-def _look(src: str, dst: str, name: str, calc_s: float, probe_switch: bool, tb):
+def _look(src: str, dst: str, name: str, calc_s: float, calc_runs: int, probe_switch: bool, tb):
     """Everything read from the daemons, read-only: facts, dirty rate, and the switch probe if asked."""
     import libvirt
 
@@ -146,7 +160,7 @@ def _look(src: str, dst: str, name: str, calc_s: float, probe_switch: bool, tb):
             raise LookupError(f"domain {name!r} is not running on {src}")
         try:
             facts = read_domain(dom)
-            dirty = measure_dirty_rate(conn, dom, calc_s)
+            dirty = measure_dirty_rate(conn, dom, calc_s, calc_runs)
         except libvirt.libvirtError as exc:
             raise LookupError(f"libvirt refused a read on {name!r}: {exc.get_error_message()}") from None
         if not probe_switch:
@@ -156,6 +170,52 @@ def _look(src: str, dst: str, name: str, calc_s: float, probe_switch: bool, tb):
             return facts, dirty, probe_switch_latency(client, nic)
     finally:
         conn.close()
+
+
+def _with_dirty_rate(scenario: Scenario, rate_mib_s: float) -> Scenario:
+    vm = scenario.vm
+    return scenario.replace(vm=dataclasses.replace(vm, dirty=dataclasses.replace(vm.dirty,
+                                                                               rate_mib_s=rate_mib_s)))
+
+
+def _rate_range(scenario: Scenario, dirty) -> dict | None:
+    """The move predicted again at the ends of the estimate's +-RANGE_STDERRS band; None where the
+    rate was counted (job stats), not sampled."""
+    if dirty.stderr_mib_s <= 0:
+        return None
+    half = RANGE_STDERRS * dirty.stderr_mib_s
+    rates = (max(0.0, dirty.mib_s - half), dirty.mib_s + half)
+    records = [predict(_with_dirty_rate(scenario, r)) for r in rates]
+    # a move that stays on the source has no time or pause to show
+    return {"stderrs": RANGE_STDERRS, "dirty_rate_mib_s": list(rates),
+            "migrated": [r.migrated for r in records],
+            "total_time_s": [r.total_time_s if r.migrated else None for r in records],
+            "pause_window_ms": [r.pause_window_ms if r.migrated else None for r in records]}
+
+
+def _uncertainty(spread: dict, go: bool) -> list[str]:
+    """A reason line when the verdict would flip inside the estimate's band."""
+    flips = [(rate, end) for rate, migrated, end in zip(spread["dirty_rate_mib_s"], spread["migrated"],
+                                                         ("minus", "plus"), strict=True) if migrated != go]
+    return [f"uncertain: at {rate:.1f} MiB/s (the estimate {end} {spread['stderrs']:g} standard errors) it "
+            f"would {'not ' if go else ''}move; more --calc-runs narrow the estimate"
+            for rate, end in flips]
+
+
+def _rate_text(dirty) -> str:
+    if not dirty.stderr_mib_s:
+        return f"{dirty.mib_s:.1f} MiB/s"
+    runs = f", runs {', '.join(f'{v:g}' for v in dirty.runs_mib_s)}" if len(dirty.runs_mib_s) > 1 else ""
+    return f"{dirty.mib_s:.1f} +- {dirty.stderr_mib_s:.1f} MiB/s (one standard error of page sampling{runs})"
+
+
+def _range_text(spread: dict) -> str:
+    ends = [f"at {rate:.1f} MiB/s " + (f"done in {total:.1f} s, frozen {pause:.0f} ms" if migrated
+                                       else "it would not move")
+            for rate, migrated, total, pause in zip(spread["dirty_rate_mib_s"], spread["migrated"],
+                                                    spread["total_time_s"], spread["pause_window_ms"],
+                                                    strict=True)]
+    return f"estimate -+{spread['stderrs']:g} standard errors: " + "; ".join(ends)
 
 
 def _probe_json(probe) -> dict:

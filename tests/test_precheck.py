@@ -1,8 +1,18 @@
 """The pre-check's pure parts: what a domain's XML says, and the scenario the facts make."""
 
+import math
+
+import numpy as np
 import pytest
 
-from pausecast.executor.precheck import DirtyRate, DomainFacts, parse_domain_xml, scenario_for
+from pausecast.executor.precheck import (
+    SAMPLED_MIB_PER_PAGE,
+    DirtyRate,
+    DomainFacts,
+    parse_domain_xml,
+    sampling_stderr_mib_s,
+    scenario_for,
+)
 from pausecast.models.scenario import Scenario
 
 XML = """<domain type='kvm'>
@@ -62,3 +72,18 @@ def test_scenario_takes_the_live_domain_and_keeps_what_it_cannot_tell():
     assert s.migration.bandwidth_mib_s == 0.0
     # what the domain cannot say stays as the base had it
     assert s.link == base.link and s.overheads == base.overheads and s.switch == base.switch
+
+
+@pytest.mark.parametrize(("rate_mib_s", "calc_s", "runs"),
+                         [(19.53125, 2.0, 1), (19.53125, 3.0, 3), (2.0, 2.0, 1)])
+def test_sampling_error_bounds_the_spread_of_simulated_page_sampling(rate_mib_s, calc_s, runs):
+    # QEMU's page sampling, simulated: a 256 MiB guest writing rate_mib_s over its RAM uniformly has
+    # each of its 128 sampled pages (one per 2 MiB) dirty after calc_s with p = rate x calc_s / 256 MiB,
+    # and reports the dirty samples x 2 MiB / calc_s; precheck averages `runs` such runs
+    rng = np.random.default_rng(11)
+    p = rate_mib_s * calc_s / 256
+    estimates = rng.binomial(128, p, size=(40_000, runs)).mean(axis=1) * SAMPLED_MIB_PER_PAGE / calc_s
+    spread = float(estimates.std())
+    bound = sampling_stderr_mib_s(rate_mib_s, calc_s, runs)
+    # an upper bound (binomial variance n p (1 - p) <= n p), tight to the factor sqrt(1 - p)
+    assert bound * math.sqrt(1 - p) * 0.98 < spread < bound * 1.02
