@@ -3,21 +3,25 @@
 The workload is the planner's question of issue 4 (examples/sweep-what-if.toml, sampled): a 4 GiB VM,
 dirty rate 10-500 MiB/s x max downtime 50-2000 ms (Latin hypercube, log scales) x 1/10/25 GbE.
 About a tenth of it sits near the convergence boundary (1 GbE moves 119 MiB/s), where pre-copy needs
-hundreds to thousands of syncs, each decided by the one before: the fast path's loop runs as long as
-its slowest migration, so the line at 10/25 GbE only shows what the rest costs.
+hundreds to thousands of syncs, each decided by the one before; the fast path's compiled loop
+(sim/compiled.py) does each migration's syncs one after the other, a few migrations in turn.
 
 Prints the issue's two figures first, in scenarios per second:
-* fast path: sim.fast.evaluate on the 100,000 scenarios as arrays, one process (target >= 1,000,000/s);
+* fast path: sim.fast.evaluate on the 100,000 scenarios as arrays, one process, once compiled
+  (best of --repeats; target >= 1,000,000/s);
 * SimPy engine: `pausecast sweep --no-fast` with local worker processes (default 2; target >= 4,000/s
   on 2 cores);
-then the fast path at 10/25 GbE only, the fast path's sweep end to end (ids, Parquet chunks, manifest),
-and the SimPy engine alone on one core. The machine's load average is printed before and after: on a
-shared machine other jobs take their share of the cores.
+then the fast path's first call in a fresh process, with numba's cache empty (compiling the loop) and
+with it filled, the fast path at 10/25 GbE only, the fast path's sweep end to end (ids, Parquet chunks,
+manifest), and the SimPy engine alone on one core. The machine's load average is printed before and
+after: on a shared machine other jobs take their share of the cores.
 Run: .venv/bin/python benchmarks/bench_sweep.py [--runs 100000] [--workers 2] [--repeats 3]
 """
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,13 +64,26 @@ def verdict(rate: float, target: float) -> str:
 
 
 def fast_kernel(runs: int, bandwidths_mbit_s: list[int], repeats: int) -> tuple[int, float, np.ndarray]:
-    """Scenarios, best seconds of sim.fast.evaluate on them, and their iteration counts."""
+    """Scenarios, seconds of sim.fast.evaluate on them (the first call's, then the best of `repeats`
+    more), and their iteration counts."""
     sweep = sweep_from_dict(what_if(runs, bandwidths_mbit_s), Path("."))
     columns = design(sweep, entropy=1)
     n = len(columns["link.bandwidth_mbit_s"])
     inputs = fast.inputs(sweep.scenario, columns)
+    start = time.perf_counter()
     iterations = fast.evaluate(inputs, n)["iterations"]
-    return n, best_of(repeats, lambda: fast.evaluate(inputs, n)), iterations
+    seconds = time.perf_counter() - start
+    if repeats:
+        seconds = best_of(repeats, lambda: fast.evaluate(inputs, n))
+    return n, seconds, iterations
+
+
+def first_call(runs: int, cache_dir: str) -> float:
+    """Seconds of the fast path's first call in a fresh process using numba's cache in `cache_dir`
+    (importing numba, loading or compiling the loop, and the run)."""
+    done = subprocess.run([sys.executable, __file__, "--runs", str(runs), "--first-call"], check=True,
+                          capture_output=True, text=True, env={**os.environ, "NUMBA_CACHE_DIR": cache_dir})
+    return float(done.stdout)
 
 
 def main() -> None:
@@ -74,7 +91,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="fast path timings: best of this many")
+    parser.add_argument("--first-call", action="store_true",
+                        help="only time the fast path's first call in this process (used by the benchmark)")
     args = parser.parse_args()
+    if args.first_call:
+        print(fast_kernel(args.runs, BANDWIDTHS_MBIT_S, repeats=0)[1])
+        return
     print(f"load average before: {load()}")
     n, fast_s, iterations = fast_kernel(args.runs, BANDWIDTHS_MBIT_S, args.repeats)
     print(f"workload: {n:,} scenarios; syncs per migration: median {np.median(iterations):.0f}, "
@@ -93,6 +115,10 @@ def main() -> None:
               f"({done.seconds:.1f} s)  {verdict(sim_rate, SIM_TARGET_PER_S)}")
 
         print("\nmore:")
+        cold = first_call(args.runs, str(Path(tmp) / "numba-cache"))
+        warm = first_call(args.runs, str(Path(tmp) / "numba-cache"))
+        print(f"  fast path, first call in a fresh process: {cold:.1f} s with numba's cache empty "
+              f"(compiling), {warm:.2f} s with it filled")
         m, easy_s, _ = fast_kernel(args.runs, BANDWIDTHS_MBIT_S[1:], args.repeats)
         print(f"  fast path, 10/25 GbE only:      {m / easy_s:12,.0f} scenarios/s  ({easy_s:.3f} s, {m:,})")
         done = run_sweep(sweep, Path(tmp) / "fast", RunOptions(workers=1, progress=False))

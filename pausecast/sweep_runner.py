@@ -43,13 +43,14 @@ from .sim import fast, predict
 MANIFEST_FORMAT = 1
 # the identity of a run, ahead of its axis values and its record
 RUN_COLUMNS = ("run", "point", "replicate")
-# chunk sizes: the fast path's loop runs as long as the slowest migration of its batch needs (near
-# the convergence boundary, thousands of syncs), so it takes large chunks and pays that tail once; a
-# SimPy chunk should take a fraction of a second, with several chunks per worker for balance and resume
+# chunk sizes: the fast path pays a fixed cost per call (its columns, the compiled loop's setup), so it
+# takes large chunks; a SimPy chunk should take a fraction of a second, with several chunks per worker
+# for balance and resume
 FAST_CHUNK_RUNS = 100_000
 SIM_CHUNK_RUNS = (20, 1000)
 CHUNKS_PER_WORKER = 16
-PACKAGES = ("pausecast", "numpy", "pandas", "pyarrow", "simpy", "matplotlib", "tqdm", "dask", "distributed")
+PACKAGES = ("pausecast", "numpy", "numba", "pandas", "pyarrow", "simpy", "matplotlib", "tqdm", "dask",
+            "distributed")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The vectorised fast path against the SimPy engine, which stays the reference."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,49 @@ def test_inputs_take_swept_columns_over_the_base():
     out = fast.evaluate(columns, 2)
     # a bigger VM takes longer over the same link
     assert out["total_time_s"][1] > out["total_time_s"][0]
+
+
+def identical(a, b) -> bool:
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+# near the convergence boundary, one of each rule, dirty model and bound: 1 GbE sends 119.2 MiB/s
+GBE = {"bandwidth_mbit_s": 1000}
+
+
+@pytest.mark.parametrize("sections", [
+    {"vm": {"dirty": {"rate_mib_s": 120.97}}, "link": GBE, "migration": {"max_downtime_ms": 630.8}},
+    {"vm": {"dirty": {"rate_mib_s": 118.5}}, "link": GBE,
+     "migration": {"max_downtime_ms": 50.0, "switchover_rule": "pass-end"}},
+    # the hot set saturates, the cold rate nearly fills the link: progress slows, then stalls
+    {"vm": {"dirty": {"model": "hotcold", "hot_set_mib": 32.0, "hot_rate_mib_s": 500.0,
+                      "cold_rate_mib_s": 118.0}}, "link": GBE, "migration": {"max_downtime_ms": 630.8}},
+    {"vm": {"dirty": {"rate_mib_s": 101.0}}, "link": {"bandwidth_mbit_s": 10000},
+     "migration": {"bandwidth_mib_s": 100.0, "max_downtime_ms": 630.8}},
+], ids=["qemu rule", "pass-end rule", "hot/cold stalls", "cap-bound"])
+def test_the_fast_path_gives_the_engines_own_numbers(sections):
+    # The compiled loop does the engine's float operations in the engine's order (sim/compiled.py), and
+    # the waits around it are added in the engine's order too: the numbers are equal, not merely close.
+    # Near the boundary a migration takes hundreds to thousands of syncs, each computed from the one
+    # before, where any difference would grow.
+    scenario = make(**sections)
+    want = predict(scenario)
+    [got] = predict_many([scenario])
+    assert want.iterations > 100
+    for column in (*EXACT, *TIMES):
+        assert identical(getattr(got, column), getattr(want, column)), column
+
+
+def test_the_compiled_loop_is_cached_under_the_models_source_too(tmp_path, monkeypatch):
+    # numba stamps a cached function with its own file only; the compiled loop is also made of the
+    # models' rule, dirty models and elementwise primitives, so an edit there must miss the cache
+    from pausecast.models import dirty, elementwise, switchover
+    from pausecast.sim import compiled
+
+    assert compiled._precopy._cache._impl.locator.get_source_stamp() == compiled._source_digest()
+    for module in (switchover, dirty, elementwise):
+        before = compiled._source_digest()
+        edited = tmp_path / f"{module.__name__}.py"
+        edited.write_bytes(Path(module.__file__).read_bytes() + b"\n# edited\n")
+        monkeypatch.setattr(module, "__file__", str(edited))
+        assert compiled._source_digest() != before, module.__name__
