@@ -75,6 +75,11 @@ class LinkSpec:
     efficiency: float = _spec(1.0, lo=0.0, hi=1.0, lo_open=True)
     # a same-rack round trip
     rtt_ms: float = _spec(0.2, lo=0.0)
+    # what waits in the sender's TCP socket and the link's queue when QEMU writes faster than the link
+    # carries (a link-bound live phase); it drains inside the pause. 0: not modelled (nor in fleets).
+    # Measured 1.3-1.8 MiB with `ss` on the testbed's 300 Mbit/s tbf link (Linux autotunes the send
+    # buffer up to tcp_wmem)
+    socket_backlog_mib: float = _spec(0.0, lo=0.0)
 
 
 @dataclass(frozen=True)

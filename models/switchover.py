@@ -105,6 +105,14 @@ def check_interval_s(cap_bound: bool) -> float:
     return ew.where(cap_bound, CAP_BOUND_CHECK_INTERVAL_S, LINK_BOUND_CHECK_INTERVAL_S)
 
 
+def final_copy_s(wire_bytes: float, final_bytes_s: float, cap_bound: bool,
+                 socket_backlog_bytes: float) -> float:
+    """The stop-and-copy's transfer, uncapped. A link-bound live phase leaves the sender's socket and
+    the link's queue full when QEMU stops the guest, and that backlog drains first; a cap-bound one
+    writes slower than the link carries, leaving them empty. Floats or arrays (the fast path)."""
+    return (wire_bytes + ew.where(cap_bound, 0.0, socket_backlog_bytes)) / final_bytes_s
+
+
 def time_to_next_sync(state: PrecopyState, rule: str, rate_bytes_s: float, threshold_b: float,
                       interval_s: float) -> float:
     """Seconds of sending, at a constant rate, until the rule next syncs the dirty bitmap."""

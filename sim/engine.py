@@ -299,7 +299,8 @@ class MigrationRun:
 
     def _stop_and_copy(self, handshake_s: float, wire_bytes: float):
         """The guest is stopped: the handshake, then `wire_bytes` uncapped. Returns the copy's seconds."""
-        final_s = wire_bytes / self.rates.final_bytes_s
+        final_s = rule.final_copy_s(wire_bytes, self.rates.final_bytes_s, self.rates.cap_bound,
+                                    mib_to_bytes(self.s.link.socket_backlog_mib))
         yield self.wait(handshake_s + final_s)
         return final_s
 

@@ -38,7 +38,7 @@ ENGINE = "fast"
 FIELDS = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.device_state_mib",
           "vm.dirty.model", "vm.dirty.rate_mib_s", "vm.dirty.hot_set_mib", "vm.dirty.hot_rate_mib_s",
           "vm.dirty.cold_rate_mib_s", "vm.dirty.pattern", "link.bandwidth_mbit_s", "link.efficiency",
-          "link.rtt_ms",
+          "link.rtt_ms", "link.socket_backlog_mib",
           "migration.max_downtime_ms", "migration.bandwidth_mib_s", "migration.switchover_rule",
           "migration.timeout_s", "port_profile.type", "overheads.begin_ms", "overheads.prepare_ms",
           "overheads.setup_ms", "overheads.handshake_ms", "overheads.finish_ms", "overheads.resume_ms",
@@ -172,7 +172,8 @@ class _Migrations:
         # the stop-and-copy, Finish and Confirm, for the migrations that switched over
         final_wire = reached.wire_bytes_pending + mib_to_bytes(c["vm.device_state_mib"])
         out["bytes_sent"][rows] = reached.bytes_sent + final_wire
-        final_s = final_wire / self.final_rate
+        final_s = rule.final_copy_s(final_wire, self.final_rate, self.cap_bound,
+                                    mib_to_bytes(c["link.socket_backlog_mib"]))
         out["final_copy_ms"][rows] = s_to_ms(final_s)
         perform_end = np.where(converged, stop_at + (oh["handshake"] + final_s), stop_at)
         out["downtime_ms"][rows] = s_to_ms(perform_end - stop_at)

@@ -195,3 +195,20 @@ def test_a_constant_trace_predicts_what_the_constant_model_does(tmp_path):
     traced = predict(make(vm={"dirty": {"model": "trace", "path": str(trace)}}))
     assert traced.total_time_s == pytest.approx(constant.total_time_s, rel=1e-9)
     assert traced.iterations == constant.iterations
+
+
+@pytest.mark.parametrize(("cap_mib_s", "link_bound"), [(64, True), (16, False)])
+def test_a_link_bound_pause_first_drains_the_senders_socket_backlog(cap_mib_s, link_bound):
+    base = {"vm": {"memory_mib": 256, "zero_page_fraction": 0.5, "dirty": {"rate_mib_s": 7.8}},
+            "migration": {"bandwidth_mib_s": cap_mib_s}}
+    link = {"bandwidth_mbit_s": 300, "efficiency": 0.955}
+    without = predict(make(**base, link=link))
+    backed_up = predict(make(**base, link={**link, "socket_backlog_mib": 1.5}))
+    # 300 Mbit/s x 0.955 carries 34.15 MiB/s: under a 64 MiB/s cap QEMU writes faster than that and
+    # the backlog, 1.5 MiB, takes 1.5 x 2^20 B / (300e6 x 0.955 / 8 B/s) = 43.92 ms of the pause; under
+    # 16 MiB/s the socket stays empty
+    expected_ms = 1.5 * 2**20 / (300e6 * 0.955 / 8) * 1000 if link_bound else 0.0
+    assert backed_up.pause_window_ms - without.pause_window_ms == pytest.approx(expected_ms, abs=1e-6)
+    assert backed_up.final_copy_ms - without.final_copy_ms == pytest.approx(expected_ms, abs=1e-6)
+    # the backlog was counted as sent when QEMU wrote it: nothing more goes over the wire
+    assert (backed_up.bytes_sent, backed_up.iterations) == (without.bytes_sent, without.iterations)
