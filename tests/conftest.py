@@ -28,3 +28,15 @@ def never(value: float) -> float:
 @pytest.fixture
 def worked_example():
     return make(vm={"dirty": {"rate_mib_s": WORKED_DIRTY_MIB_S}}, overheads={"profile": "none"})
+
+
+def fresh_testbed(bed, guest: str):
+    """A module's testbed: brought up from nothing (whatever a crashed run left is taken down first),
+    and down again after the module, its guest destroyed first. Use with `yield from`."""
+    bed.down()
+    bed.up()
+    try:
+        yield bed
+    finally:
+        bed.destroy_guest(guest)
+        bed.down()

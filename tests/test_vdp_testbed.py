@@ -26,6 +26,8 @@ from pausecast.models.scenario import SwitchSpec, load_scenario
 from pausecast.models.units import s_to_ms
 from pausecast.sim.engine import predict
 
+from .conftest import fresh_testbed
+
 # libvirt-python is a testbed dependency: the module must still collect without it
 libvirt = pytest.importorskip("libvirt")
 
@@ -47,14 +49,7 @@ STUCK_AFTER_S = 40.0
 
 @pytest.fixture(scope="module")
 def tb():
-    bed = VdpTestbed(state_dir=STATE_DIR, switch=SwitchSpec(service_time_ms=0.0))
-    bed.down()
-    bed.up()
-    try:
-        yield bed
-    finally:
-        bed.destroy_guest(GUEST)
-        bed.down()
+    yield from fresh_testbed(VdpTestbed(state_dir=STATE_DIR, switch=SwitchSpec(service_time_ms=0.0)), GUEST)
 
 
 @pytest.fixture(scope="module")

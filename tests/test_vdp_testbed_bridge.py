@@ -21,6 +21,8 @@ from pausecast.executor.testbed_vdp import uplinks as switch_ports
 from pausecast.executor.vdp_wire import ETH_P_ECP, EcpOp, Status, decode_ecp, decode_vdp
 from pausecast.models.scenario import load_scenario
 
+from .conftest import fresh_testbed
+
 libvirt = pytest.importorskip("libvirt")
 netns = pytest.importorskip("pyroute2.netns")
 
@@ -39,14 +41,7 @@ ANSWERED = Status.RESPONSE  # 0x40: a reply, no error
 
 @pytest.fixture(scope="module")
 def tb():
-    bed = VdpTestbed(state_dir=STATE_DIR, switch_kind="lldpad-bridge")
-    bed.down()
-    bed.up()
-    try:
-        yield bed
-    finally:
-        bed.destroy_guest(GUEST)
-        bed.down()
+    yield from fresh_testbed(VdpTestbed(state_dir=STATE_DIR, switch_kind="lldpad-bridge"), GUEST)
 
 
 @pytest.fixture(scope="module")
