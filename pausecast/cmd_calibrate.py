@@ -45,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the daemons' logs what the engine calls begin, prepare (destination QEMU start), "
                     "setup, handshake, finish, resume and confirm (source teardown). Writes their "
                     "medians as an overheads profile (TOML) with their spreads.",
-        epilog="Example: pausecast calibrate --testbed --out examples/testbed-overheads.toml; then in a "
-               "scenario: [overheads] profile = \"testbed-overheads.toml\"")
+        epilog="Examples: pausecast calibrate --testbed --out examples/testbed-overheads.toml; then in a "
+               "scenario: [overheads] profile = \"testbed-overheads.toml\". pausecast calibrate --switch "
+               "--testbed --out results/switch.toml; then copy its [switch] into a scenario")
     p.add_argument("--scenario", metavar="S.toml",
                    help="take the VM size and the link from this scenario (default: 256 MiB, 1000 Mbit/s)")
     p.add_argument("--repeat", type=int, metavar="N",
