@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ScenarioError
-from .scenario import _SECTIONS, Scenario, _check_scalar
+from .scenario import _SECTIONS, TYPE_NAMES, Scenario, _check_scalar
 
 
 @functools.cache
@@ -57,7 +57,7 @@ def check_value(path: str, value: Any, where: str) -> Any:
 
 def field_type(path: str) -> type:
     kind = leaf_fields()[path].type
-    return kind if isinstance(kind, type) else {"float": float, "int": int, "str": str}[kind]
+    return kind if isinstance(kind, type) else TYPE_NAMES[kind]
 
 
 def with_values(scenario: Scenario, values: Mapping[str, Any]) -> Scenario:

@@ -27,10 +27,12 @@ from .overheads import OVERHEAD_FIELDS, load_overheads_profile
 
 
 def _spec(default: Any, *, choices: tuple[str, ...] = (), lo: float | None = None,
-          hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Any:
-    """A scalar field with its validation rule kept beside its default."""
+          hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
+          physics: bool = True) -> Any:
+    """A scalar field with its validation rule kept beside its default. `physics` False: how the call
+    is made, not what the migration is (a flag that changes no time): left out of `scenario_id`."""
     return field(default=default, metadata={"choices": choices, "lo": lo, "hi": hi,
-                                            "lo_open": lo_open, "hi_open": hi_open})
+                                            "lo_open": lo_open, "hi_open": hi_open, "physics": physics})
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,11 @@ class MigrationSpec:
     timeout_action: str = _spec("abort", choices=("abort", "pause", "postcopy"))
     # p2p: virDomainMigrateToURI3 with VIR_MIGRATE_PEER2PEER (Nova); direct: managed virDomainMigrate3
     mode: str = _spec("p2p", choices=("p2p", "direct"))
+    # virsh migrate --persistent (VIR_MIGRATE_PERSIST_DEST): define the domain on the destination;
+    # off, as in virsh: the domain arrives transient
+    persistent: bool = _spec(False, physics=False)
+    # virsh migrate --undefinesource (VIR_MIGRATE_UNDEFINE_SOURCE): drop the source's definition
+    undefine_source: bool = _spec(False, physics=False)
 
 
 @dataclass(frozen=True)
@@ -169,16 +176,19 @@ class Scenario:
 # ---------------------------------------------------------------------------------------------------
 # dict / TOML in and out
 
-_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string"}
+_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+# the field types by the names `from __future__ import annotations` leaves in dataclass fields
+TYPE_NAMES = {"float": float, "int": int, "str": str, "bool": bool}
 
 
 def _check_scalar(f: dataclasses.Field, value: Any, path: str) -> Any:
-    kind = f.type if isinstance(f.type, type) else {"float": float, "int": int, "str": str}[f.type]
+    kind = f.type if isinstance(f.type, type) else TYPE_NAMES[f.type]
     meta = f.metadata
     ok = {
         float: isinstance(value, int | float) and not isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
         str: isinstance(value, str),
+        bool: isinstance(value, bool),
     }[kind]
     if not ok:
         raise ScenarioError(path, value, f"expected {_TYPE_WORDS[kind]}")
@@ -233,7 +243,7 @@ def _physics_layout() -> tuple[str, Callable[[Scenario], tuple[Any, ...]]]:
     def table(cls: type, prefix: str) -> str:
         items = []
         for name in sorted(f.name for f in dataclasses.fields(cls)):
-            if cls is Scenario and name == "name":
+            if (cls is Scenario and name == "name") or not _is_physics(cls, name):
                 continue
             key = json.dumps(name).replace("%", "%%") + ":"
             if name in _SECTIONS:
@@ -245,6 +255,10 @@ def _physics_layout() -> tuple[str, Callable[[Scenario], tuple[Any, ...]]]:
 
     text = table(Scenario, "")
     return text, operator.attrgetter(*paths)
+
+
+def _is_physics(cls: type, name: str) -> bool:
+    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("physics", True)
 
 
 def _json_float(value: float) -> str:
