@@ -34,22 +34,31 @@ from pathlib import Path
 from typing import Any
 
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}[+-]\d{4}): \d+: (\w+) : (\w+):\d+ : (.*)$")
+# each mark: (function, message pattern or "", name, the log_filters entry that makes libvirtd write it)
 _MARKS = (
-    # (function, message pattern or "", name)
-    ("qemuMigrationSrcBeginPhase", "", "begin"),
-    ("qemuMigrationDstPrepareAny", "", "prepare"),
-    ("qemuMigrationDstPrepareDirect", "", "prepare"),
-    ("qemuMigrationDstPrepareTunnel", "", "prepare"),
-    ("qemuMigrationSrcPerformNative", "", "perform"),
-    ("qemuMigrationSrcPerformTunnel", "", "perform"),
-    ("qemuProcessLaunch", "Creating domain log file", "launch"),
-    ("qemuProcessLaunch", "Building mount namespace", "launch built"),
-    ("qemuMigrationDstFinish", "", "finish"),
-    ("qemuProcessStartCPUs", "", "start cpus"),
-    ("qemuMigrationSrcConfirmPhase", "", "confirm"),
-    ("qemuProcessStop", "reason=migrated", "qemu stop"),
-    ("virDomainObjEndAsyncJob", "Stopping async job: migration", "job end"),
+    ("qemuMigrationSrcBeginPhase", "", "begin", "qemu.qemu_migration"),
+    ("qemuMigrationDstPrepareAny", "", "prepare", "qemu.qemu_migration"),
+    ("qemuMigrationDstPrepareDirect", "", "prepare", "qemu.qemu_migration"),
+    ("qemuMigrationDstPrepareTunnel", "", "prepare", "qemu.qemu_migration"),
+    ("qemuMigrationSrcPerformNative", "", "perform", "qemu.qemu_migration"),
+    ("qemuMigrationSrcPerformTunnel", "", "perform", "qemu.qemu_migration"),
+    ("qemuProcessLaunch", "Creating domain log file", "launch", "qemu.qemu_process"),
+    ("qemuProcessLaunch", "Building mount namespace", "launch built", "qemu.qemu_process"),
+    ("qemuMigrationDstFinish", "", "finish", "qemu.qemu_migration"),
+    ("qemuProcessStartCPUs", "", "start cpus", "qemu.qemu_process"),
+    ("qemuMigrationSrcConfirmPhase", "", "confirm", "qemu.qemu_migration"),
+    ("qemuProcessStop", "reason=migrated", "qemu stop", "qemu.qemu_process"),
+    ("virDomainObjEndAsyncJob", "Stopping async job: migration", "job end", "conf.virdomainjob"),
 )
+MONITOR_FILTER = "qemu.qemu_monitor_json"
+# what the record reads of a completed migration on each host, under each filter (QEMU's events,
+# "qemu STOP" and the like, come through MONITOR_FILTER)
+_EXPECTED = {
+    "source": {"qemu.qemu_migration": "begin", "qemu.qemu_process": "qemu stop",
+               "conf.virdomainjob": "job end", MONITOR_FILTER: "qemu STOP"},
+    "destination": {"qemu.qemu_migration": "finish", "qemu.qemu_process": "start cpus",
+                    MONITOR_FILTER: "qemu RESUME"},
+}
 _EVENT = re.compile(r"QEMU_MONITOR_RECV_EVENT: mon=\S+ event=(\{.*\})\s*$")
 
 
@@ -85,7 +94,7 @@ def parse_log(text: str, host: str) -> list[LogEvent]:
         if event is not None:
             out.append(_qemu_event(event.group(1), host))
             continue
-        for mark_function, pattern, name in _MARKS:
+        for mark_function, pattern, name, _filter in _MARKS:
             if function == mark_function and pattern in message:
                 # Prepare logs several functions in turn; its start is the first
                 if name == "prepare":
@@ -106,6 +115,15 @@ def _qemu_event(text: str, host: str) -> LogEvent:
     if obj.get("event") == "MIGRATION_PASS":
         detail = str(data.get("pass", ""))
     return LogEvent(t_s, host, "qemu " + obj.get("event", "?"), detail, data)
+
+
+def missing_filters(events: list[LogEvent] | tuple[LogEvent, ...], host: str) -> list[str]:
+    """The log_filters entries whose lines a completed migration's log stretch on `host` lacks; none
+    when nothing was read from that host (no log given: a different matter, said elsewhere)."""
+    names = {e.name for e in events if e.host == host}
+    if not names:
+        return []
+    return [log_filter for log_filter, name in _EXPECTED[host].items() if name not in names]
 
 
 class LogTail:

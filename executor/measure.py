@@ -30,7 +30,13 @@ Where the columns come from:
     dirty_rate        the median of QEMU's non-zero memory_dirty_rate samples (pages/s)
 
 Without logs (real hosts whose logs are not readable here) the phases are NaN and the source stop and
-destination start come from libvirt's lifecycle events, timed at the client.
+destination start come from libvirt's lifecycle events, timed at the client. A log that lacks one of
+the README's log_filters leaves what that filter logs NaN, never 0, and extra["missing_log_filters"]
+names the entries to add.
+
+A migration that failed keeps what was measured until then: bytes sent, iterations and dirty rate
+from the last job statistics of the running job (libvirt's completed-job figures of a failed job are
+mostly zero).
 """
 
 from __future__ import annotations
@@ -44,10 +50,10 @@ from typing import Any
 from ..models.phases import network_outage_s
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario
-from ..models.units import ms_to_s, s_to_ms
-from .daemon_log import LogEvent
+from ..models.units import bytes_s_to_mib_s, ms_to_s, s_to_ms
+from .daemon_log import LogEvent, missing_filters
 from .events import DomainEvent
-from .jobinfo import JobInfo
+from .jobinfo import JOB_COMPLETED, JobInfo
 
 NAN = math.nan
 SWITCHOVER_STATUSES = ("pre-switchover", "device", "completed", "postcopy-active")
@@ -95,6 +101,12 @@ class Observations:
     port: PortObservation | None = None
     # a stuck VSI's one-line diagnosis (vdp_faults.py): the failure's cause, or a warning after success
     port_fault: str = ""
+    # "<source URI> -> <destination URI>"
+    direction: str = ""
+    # {"source": {"libvirt": "9.0.0", "qemu": "7.2.0"}, "destination": {...}}
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the domain's memory as libvirt defines it (<memory>)
+    domain_memory_mib: float = NAN
 
 
 class _Timeline:
@@ -135,6 +147,22 @@ def observed_dirty_rate(samples: Iterable[tuple[float, JobInfo]]) -> float:
     return float(statistics.median(rates)) if rates else 0.0
 
 
+def stream_mib_s(samples: Iterable[tuple[float, JobInfo]]) -> float:
+    """The migration stream's throughput: the median of QEMU's non-zero transfer-rate samples
+    (memory_bps, measured over its bandwidth windows), NaN when none was seen."""
+    rates = [info.memory_bytes_s for _, info in samples if info.active and info.memory_bytes_s > 0]
+    return bytes_s_to_mib_s(float(statistics.median(rates))) if rates else NAN
+
+
+def final_job_stats(completed: JobInfo, samples: Iterable[tuple[float, JobInfo]]) -> JobInfo:
+    """The job's last figures: libvirt's completed-job statistics when the job completed, else the
+    later of those and the running job's last sample (a failed job's completed figures are mostly 0)."""
+    last = next((info for _, info in reversed(tuple(samples)) if info.active), JobInfo())
+    if completed.type == JOB_COMPLETED and completed.memory_iteration:
+        return completed
+    return max(completed, last, key=lambda info: info.memory_processed_bytes)
+
+
 def failure_text(obs: Observations) -> str:
     """Why the VM stayed on the source, in the simulator's words where they overlap ("timeout",
     "not-converged"), a stuck VSI's diagnosis (vdp_faults.py), else what failed and libvirt's message.
@@ -163,8 +191,7 @@ def build_record(obs: Observations) -> MigrationRecord:
     tl = _Timeline(obs)
     failure = failure_text(obs)
     forced = s.migration.timeout_action if obs.watchdog == "timeout" and not failure else ""
-    last = obs.samples[-1][1] if obs.samples else JobInfo()
-    done = obs.completed if obs.completed.memory_iteration else last
+    done = final_job_stats(obs.completed, obs.samples)
 
     active = tl.qemu_status("source", "active")
     stop = _first(tl.log("source", "qemu STOP", after_s=_first(active, 0.0)),
@@ -212,8 +239,14 @@ def build_record(obs: Observations) -> MigrationRecord:
     live_s = live_end - active if not (math.isnan(live_end) or math.isnan(active)) else NAN
     qemu_pause = _ms_between(stop, dst_resume)
     command_line_ms = _ms_between(tl.log("destination", "launch"), tl.log("destination", "launch built"))
+    missing = [] if failure else sorted({f for host in ("source", "destination")
+                                         for f in missing_filters(obs.log_events, host)})
+    # a part of the pause window is 0 when it did not happen (the guest never switched over); one that
+    # happened but was not logged is not known
+    part = _zero_if_nan if failure else float
     extra: dict[str, Any] = {
         "mode": s.migration.mode,
+        "direction": obs.direction,
         "pause_window_qemu_ms": qemu_pause,
         "command_line_ms": command_line_ms,
         "downtime_net_ms": float(done.downtime_net_ms),
@@ -222,6 +255,9 @@ def build_record(obs: Observations) -> MigrationRecord:
         **_port_times(obs),
         "memory_constant_pages": done.memory_constant_pages,
         "memory_normal_pages": done.memory_normal_pages,
+        "stream_mib_s": stream_mib_s(obs.samples),
+        "domain_memory_mib": obs.domain_memory_mib,
+        "versions": obs.versions,
         "iteration_times_s": [e.t_s - obs.t0_s for e in obs.log_events
                               if e.host == "source" and e.name == "qemu MIGRATION_PASS"],
         "qemu_stop_s": stop,
@@ -236,7 +272,8 @@ def build_record(obs: Observations) -> MigrationRecord:
         "source_state": obs.source_state,
         "port_fault": obs.port_fault,
         "rtt_ms": obs.rtt_ms,
-        "phases_from": "daemon logs" if obs.log_events else "client events only",
+        "missing_log_filters": missing,
+        "phases_from": phases_from(obs.log_events, missing),
     }
     return MigrationRecord(
         scenario_id=s.scenario_id, engine="executor", seed=0, scenario_name=s.name,
@@ -247,14 +284,25 @@ def build_record(obs: Observations) -> MigrationRecord:
         pause_window_ms=pause, network_outage_ms=outage, association_ms=association,
         preassociation_ms=_zero_if_nan(command_line_ms) if obs.port is not None else 0.0,
         bytes_sent=float(done.memory_processed_bytes),
-        final_copy_ms=_zero_if_nan(_ms_between(device, completed)),
-        handshake_ms=_zero_if_nan(_ms_between(handshake_start, device)),
-        finish_rpc_ms=_zero_if_nan(_ms_between(completed, finish)),
-        finish_work_ms=_zero_if_nan(_ms_between(finish, start_cpus)),
-        resume_ms=_zero_if_nan(_ms_between(start_cpus, dst_resume)),
+        final_copy_ms=part(_ms_between(device, completed)),
+        handshake_ms=part(_ms_between(handshake_start, device)),
+        finish_rpc_ms=part(_ms_between(completed, finish)),
+        finish_work_ms=part(_ms_between(finish, start_cpus)),
+        resume_ms=part(_ms_between(start_cpus, dst_resume)),
         setup_time_ms=float(done.setup_time_ms),
         dirty_rate_pages_s=observed_dirty_rate(obs.samples),
         extra=extra, **phases)
+
+
+def phases_from(log_events: Iterable[LogEvent], missing: list[str]) -> str:
+    """Where the record's phases came from, in one line; a filter the logs lack is named with the
+    libvirtd.conf entry that adds it."""
+    if not any(True for _ in log_events):
+        return "client events only (give --src-log/--dst-log: see README)"
+    if not missing:
+        return "daemon logs"
+    add = " ".join(f"1:{f}" for f in missing)
+    return f"daemon logs lacking {', '.join(missing)}: its phases are missing; add {add} to log_filters"
 
 
 def _outage_ms(obs: Observations, stop: float, pause_ms: float) -> tuple[float, float, str]:
