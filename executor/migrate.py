@@ -103,6 +103,10 @@ def migration_call(scenario: Scenario, ends: Endpoints) -> tuple[dict[str, Any],
     flags = libvirt.VIR_MIGRATE_LIVE
     if mig.mode == "p2p":
         flags |= libvirt.VIR_MIGRATE_PEER2PEER
+    if mig.persistent:
+        flags |= libvirt.VIR_MIGRATE_PERSIST_DEST
+    if mig.undefine_source:
+        flags |= libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
     if mig.timeout_s > 0 and mig.timeout_action == "postcopy":
         flags |= libvirt.VIR_MIGRATE_POSTCOPY
     return params, flags
@@ -193,6 +197,44 @@ def _state_name(dom: Any) -> str:
     return _STATES[state] if 0 <= state < len(_STATES) else str(state)
 
 
+def _version_text(number: int) -> str:
+    """libvirt's version numbers: major x 1,000,000 + minor x 1,000 + release."""
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def host_versions(conn: Any) -> dict[str, str]:
+    """The libvirt and QEMU versions of the daemon behind `conn`."""
+    import libvirt
+
+    try:
+        return {"libvirt": _version_text(conn.getLibVersion()), "qemu": _version_text(conn.getVersion())}
+    except libvirt.libvirtError:
+        return {}
+
+
+def running_domain(src: Any, dst: Any, ends: Endpoints, domain: str) -> Any:
+    """The running domain on the source; an ExecutorError that says where it is when it is not there
+    (on the destination, where a run before moved it, say)."""
+    import libvirt
+
+    def running_on(conn: Any) -> bool | None:
+        """None: no such domain there."""
+        try:
+            return bool(conn.lookupByName(domain).isActive())
+        except libvirt.libvirtError:
+            return None
+
+    if running_on(src):
+        return src.lookupByName(domain)
+    if running_on(dst):
+        where = f"it is running on the destination, {ends.dst_uri} (swap --src and --dst to move it back)"
+    elif running_on(src) is False:
+        where = "it is defined there but not running"
+    else:
+        where = f"there is no domain of that name there nor on {ends.dst_uri}"
+    raise ExecutorError(f"domain {domain!r} is not running on {ends.src_uri}: {where}")
+
+
 def _host_name(uri: str, role: str) -> str:
     return urlsplit(uri).hostname or f"the {role} host"
 
@@ -236,12 +278,8 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
             except libvirt.libvirtError as exc:
                 raise ExecutorError(f"cannot connect to {uri}: {exc}") from None
         src, dst, watch = conns
-        try:
-            dom = src.lookupByName(domain)
-        except libvirt.libvirtError:
-            raise ExecutorError(f"no domain {domain!r} on {ends.src_uri}") from None
-        if not dom.isActive():
-            raise ExecutorError(f"domain {domain!r} is not running on {ends.src_uri}")
+        dom = running_domain(src, dst, ends, domain)
+        versions = {"source": host_versions(src), "destination": host_versions(dst)}
         uuid = dom.UUIDString()
         recorders = [EventRecorder(src, "source", uuid), EventRecorder(dst, "destination", uuid)]
         tails = {"source": LogTail(ends.src_log), "destination": LogTail(ends.dst_log)}
@@ -288,7 +326,8 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
             completed=completed, samples=tuple(samples),
             events=tuple(sorted(events, key=lambda e: e.t_s)),
             log_events=tuple(sorted(log_events, key=lambda e: e.t_s)), rtt_ms=ends.rtt_ms, port=port,
-            port_fault=fault.diagnosis if fault else "")
+            port_fault=fault.diagnosis if fault else "", direction=f"{ends.src_uri} -> {ends.dst_uri}",
+            versions=versions, domain_memory_mib=dom.maxMemory() / 1024)
         return Measurement(build_record(obs), obs.samples, obs.events, obs.log_events, t0, completed.raw,
                            fault)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .models.scenario import load_scenario
 from .progress import ProgressLine
@@ -46,4 +47,5 @@ def run(args: argparse.Namespace) -> int:
         print(format_prediction(scenario, record))
         print(f"\n  measured on {target.describe}; phases from {record.extra['phases_from']}")
         print(f"  wrote {folder}/record.json, raw.json and a row in {args.results}/runs.csv")
+    target.say_where_the_domain_is(sys.stderr if args.json else sys.stdout)
     return 0 if record.migrated else 1

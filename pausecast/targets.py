@@ -4,13 +4,15 @@ testbed (`--testbed`), or two libvirt daemons and a running domain (`--src URI -
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .executor.jobinfo import JobInfo
-from .executor.migrate import GIVE_UP_S, Endpoints, Measurement, migrate
+from .executor.migrate import GIVE_UP_S, Endpoints, ExecutorError, Measurement, migrate
 from .executor.testbed import DEFAULT_STATE_DIR, Testbed
 from .executor.testbed_run import run_on_testbed, shape_for
 from .executor.testbed_vdp import testbed_for
@@ -19,7 +21,13 @@ from .models.scenario import Scenario
 
 
 def add_target_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("where to migrate (one of --testbed or --src/--dst/--domain)")
+    g = p.add_argument_group(
+        "where to migrate (one of --testbed or --src/--dst/--domain)",
+        "On real hosts every measured run migrates --domain from --src to --dst. When there are several "
+        "runs (--repeat), the domain is migrated back from --dst to --src between them (unmeasured, at "
+        "unlimited bandwidth, in the scenario's mode: peer-to-peer through --p2p-src), and after the "
+        "last run it stays on --dst; each run's record names its direction (extra.direction) and the "
+        "command's last line says where the domain is.")
     g.add_argument("--testbed", action="store_true",
                    help="the local two-host testbed (brought up if it is down, and left up; "
                         "'pausecast testbed down' removes it); the test guest stands for the VM")
@@ -33,6 +41,11 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--migrate-uri", metavar="URI", default="",
                    help="where QEMU sends the stream, e.g. tcp://10.0.0.2 (default: the destination's "
                         "choice)")
+    g.add_argument("--p2p-src", metavar="URI", default="",
+                   help="the source as the destination daemon reaches it, for migrating back between "
+                        "runs (peer-to-peer; default --src)")
+    g.add_argument("--migrate-back-uri", metavar="URI", default="",
+                   help="where QEMU sends the stream when migrating back (default: the source's choice)")
     g.add_argument("--src-log", metavar="PATH", default="",
                    help="the source libvirtd's debug log, to read the phases from (see README)")
     g.add_argument("--dst-log", metavar="PATH", default="", help="the destination libvirtd's debug log")
@@ -47,6 +60,8 @@ class Target:
 
     args: argparse.Namespace
     testbed: Testbed | None = None
+    # real hosts: a run has moved the domain to the destination
+    moved: bool = False
 
     @property
     def describe(self) -> str:
@@ -54,14 +69,43 @@ class Target:
             return f"testbed {self.testbed.state_dir} ({self.testbed.virt_type})"
         return f"{self.args.src} -> {self.args.dst}, domain {self.args.domain}"
 
+    def say_where_the_domain_is(self, stream: TextIO = sys.stdout) -> None:
+        """A command's last line on real hosts (the testbed's guest lives for one run only)."""
+        if self.testbed is None:
+            a = self.args
+            print(f"  domain {a.domain} is now on {a.dst if self.moved else a.src}", file=stream)
+
     def run(self, scenario: Scenario,
             on_sample: Callable[[float, JobInfo], None] | None = None) -> Measurement:
         if self.testbed is not None:
             return run_on_testbed(self.testbed, scenario, on_sample=on_sample, give_up_s=self.args.give_up_s)
+        if self.moved:
+            self._migrate_back(scenario)
+        m = migrate(scenario, self._endpoints(), self.args.domain, on_sample=on_sample,
+                    give_up_s=self.args.give_up_s)
+        self.moved = m.record.migrated
+        return m
+
+    def _endpoints(self, back: bool = False) -> Endpoints:
         a = self.args
-        ends = Endpoints(src_uri=a.src, dst_uri=a.dst, p2p_dst_uri=a.p2p_dst, migrate_uri=a.migrate_uri,
+        if back:
+            return Endpoints(src_uri=a.dst, dst_uri=a.src, p2p_dst_uri=a.p2p_src,
+                             migrate_uri=a.migrate_back_uri, src_log=a.dst_log, dst_log=a.src_log)
+        return Endpoints(src_uri=a.src, dst_uri=a.dst, p2p_dst_uri=a.p2p_dst, migrate_uri=a.migrate_uri,
                          src_log=a.src_log, dst_log=a.dst_log)
-        return migrate(scenario, ends, a.domain, on_sample=on_sample, give_up_s=a.give_up_s)
+
+    def _migrate_back(self, scenario: Scenario) -> None:
+        """Moves the domain back to the source for the next run: the scenario's mode and flags, no cap,
+        no timeout, so that a busy guest comes back too."""
+        a = self.args
+        print(f"pausecast: migrating {a.domain} back to {a.src} for the next run", file=sys.stderr)
+        way_back = scenario.replace(migration=dataclasses.replace(scenario.migration, bandwidth_mib_s=0.0,
+                                                                  timeout_s=0.0))
+        back = migrate(way_back, self._endpoints(back=True), a.domain, give_up_s=a.give_up_s)
+        if not back.record.migrated:
+            raise ExecutorError(f"domain {a.domain!r} stays on {a.dst}: migrating it back to {a.src} for "
+                                f"the next run failed ({back.record.failure})")
+        self.moved = False
 
 
 def open_target(args: argparse.Namespace, scenario: Scenario | None = None) -> Target:
@@ -95,6 +139,7 @@ Handler = Callable[[argparse.Namespace], int]
 def cannot_run_is_one_line(handler: Handler) -> Handler:
     """A command handler whose environment failures (no testbed, no daemon, no domain, no libvirt
     module) print as one line with EXIT_CANNOT_RUN instead of a traceback."""
+    from .executor.calibrate import CalibrationError
     from .executor.guest_build import GuestBuildError
     from .executor.migrate import ExecutorError
     from .executor.testbed import TestbedError
@@ -102,7 +147,7 @@ def cannot_run_is_one_line(handler: Handler) -> Handler:
     def wrapped(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (ExecutorError, TestbedError, GuestBuildError, ImportError) as exc:
+        except (ExecutorError, TestbedError, GuestBuildError, CalibrationError, ImportError) as exc:
             print(f"pausecast: cannot run: {exc}", file=sys.stderr)
             return EXIT_CANNOT_RUN
         except Exception as exc:
