@@ -85,6 +85,34 @@ def combine(runs: Sequence[dict[str, float]]) -> tuple[dict[str, float], dict[st
     return medians, spreads
 
 
+# A cold start: a daemon probes QEMU's capabilities (seconds) in the first Begin or Prepare after it
+# started or QEMU changed (Begin 3.4 s against 10 ms seen on real hosts). Such a run says nothing about
+# the next one: a run whose Begin or Prepare took more than COLD_FACTOR x the other runs' median, and
+# more than COLD_MARGIN_MS over it, is left out of the medians.
+COLD_FACTOR = 3.0
+COLD_MARGIN_MS = 500.0
+COLD_START_RULE = (f"a run whose Begin or Prepare took more than {COLD_FACTOR:g} x the other runs' median "
+                   f"and more than {COLD_MARGIN_MS:g} ms over it (a cold start: the daemon probed QEMU's "
+                   "capabilities) is reported and left out of the medians")
+
+
+def cold_start_runs(records: Sequence[MigrationRecord]) -> dict[int, str]:
+    """The runs a cold start slowed (COLD_START_RULE), by index, each with what was slow."""
+    spans = [{"Begin": s_to_ms(r.begin_end_s - r.begin_start_s),
+              "Prepare": s_to_ms(r.prepare_end_s - r.prepare_start_s)} for r in records]
+    out: dict[int, str] = {}
+    for i, span in enumerate(spans):
+        for phase, ms in span.items():
+            others = [o[phase] for j, o in enumerate(spans) if j != i and math.isfinite(o[phase])]
+            if not others or not math.isfinite(ms):
+                continue
+            typical = statistics.median(others)
+            if ms > COLD_FACTOR * typical and ms > typical + COLD_MARGIN_MS:
+                out[i] = f"{phase} {ms:.0f} ms against {typical:.0f} ms in the other runs"
+                break
+    return out
+
+
 # below this coefficient of variation the switch's answers are taken as constant (timer granularity
 # and the wire vary a constant switch's latency by a few percent)
 CONSTANT_CV = 0.1

@@ -5,6 +5,8 @@ switch's service time to measured associations and write it as a [switch] sectio
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,15 +15,18 @@ import numpy as np
 import tomli_w
 from tqdm import tqdm
 
-from .executor.calibrate import combine, overheads_of
+from .executor.calibrate import COLD_START_RULE, cold_start_runs, combine, overheads_of
 from .executor.migrate import ExecutorError
+from .executor.testbed_run import GUEST_NAME
 from .executor.testbed_vdp import VdpTestbed
 from .models.errors import ScenarioError
 from .models.overheads import DEFAULT_PROFILE_MS, OVERHEAD_FIELDS
+from .models.record import MigrationRecord
 from .models.scenario import Scenario, load_scenario, scenario_from_dict
 from .progress import ProgressLine
 from .run_results import write_run
-from .targets import add_target_arguments, cannot_run_is_one_line, open_target
+from .targets import Target, add_target_arguments, cannot_run_is_one_line, open_target
+from .validation import median_finite
 
 # the idle guest: a small written region (its first pass is pre-copy, not a fixed cost), no writes
 IDLE_REGION_MIB = 8
@@ -44,12 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "hosts: the --domain you name, which should be idle) REPEAT times and measures from "
                     "the daemons' logs what the engine calls begin, prepare (destination QEMU start), "
                     "setup, handshake, finish, resume and confirm (source teardown). Writes their "
-                    "medians as an overheads profile (TOML) with their spreads.",
+                    "medians as an overheads profile (TOML) with their spreads, and in [measured] what "
+                    "was measured: the domain, its memory, its written and zero pages (job stats "
+                    "memory_normal / memory_constant), the migration stream's throughput, the mode and "
+                    f"both hosts' libvirt and QEMU versions. The migration's mode and flags come from "
+                    f"--scenario's [migration] (its timeout is ignored). A calibration belongs to the "
+                    f"machines it was measured on. Cold starts: {COLD_START_RULE}.",
         epilog="Examples: pausecast calibrate --testbed --out examples/testbed-overheads.toml; then in a "
                "scenario: [overheads] profile = \"testbed-overheads.toml\". pausecast calibrate --switch "
                "--testbed --out results/switch.toml; then copy its [switch] into a scenario")
     p.add_argument("--scenario", metavar="S.toml",
-                   help="take the VM size and the link from this scenario (default: 256 MiB, 1000 Mbit/s)")
+                   help="take the migration's mode and flags ([migration]) from this scenario, and on the "
+                        "testbed the VM size and the link (default: p2p; 256 MiB, 1000 Mbit/s)")
     p.add_argument("--repeat", type=int, metavar="N",
                    help=f"migrations to take the median of (default {MIGRATIONS}); with --switch, test "
                         f"associations to fit (default {SWITCH_PROBES})")
@@ -71,48 +82,80 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def idle_scenario(base: Scenario | None) -> Scenario:
+    """The calibration's scenario: the base's migration (mode, flags; no timeout: an idle guest converges)
+    and, for the testbed's guest, its size and link; nothing written."""
     memory_mib = base.vm.memory_mib if base else DEFAULT_MEMORY_MIB
     link = {"bandwidth_mbit_s": base.link.bandwidth_mbit_s if base else DEFAULT_LINK_MBIT_S,
             "rtt_ms": base.link.rtt_ms if base else 0.0}
-    return scenario_from_dict({
+    idle = scenario_from_dict({
         "name": "calibration-idle",
         "vm": {"memory_mib": memory_mib, "zero_page_fraction": 1.0 - IDLE_REGION_MIB / memory_mib,
                "dirty": {"model": "constant", "rate_mib_s": 0.0}},
         "link": link, "overheads": {"profile": "none"}})
+    if base is None:
+        return idle
+    return idle.replace(migration=dataclasses.replace(base.migration, timeout_s=0.0))
 
 
 def run(args: argparse.Namespace) -> int:
     if args.switch:
         return run_switch(args)
     repeat = args.repeat or MIGRATIONS
+    if repeat < 1:
+        raise ScenarioError("--repeat", repeat, "expected an integer >= 1")
     scenario = idle_scenario(load_scenario(args.scenario) if args.scenario else None)
     target = open_target(args, scenario)
-    runs = []
+    records = []
     for i in range(repeat):
         progress = ProgressLine()
         m = target.run(scenario, on_sample=progress)
         progress.finish(m.record.migrated)
         write_run(m, args.results)
-        runs.append(overheads_of(m.record))
-        print(f"  run {i + 1}/{repeat}: " + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in runs[-1].items())
-              + " ms")
-    medians, spreads = combine(runs)
+        costs = overheads_of(m.record)
+        records.append(m.record)
+        print(f"  run {i + 1}/{repeat}: " + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in costs.items()) + " ms")
+    cold = cold_start_runs(records)
+    for i, why in cold.items():
+        print(f"pausecast: run {i + 1} left out of the medians, a cold start: {why}", file=sys.stderr)
+    used = [r for i, r in enumerate(records) if i not in cold]
+    medians, spreads = combine([overheads_of(r) for r in used])
     out = Path(args.out or "results/overheads.toml")
     out.parent.mkdir(parents=True, exist_ok=True)
-    profile = {
-        "overheads": {k: round(medians[k], 1) for k in OVERHEAD_FIELDS},
-        "measured": {"by": "pausecast calibrate", "target": target.describe, "runs": repeat,
-                     "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "guest": f"idle, {scenario.vm.memory_mib:g} MiB, {IDLE_REGION_MIB} MiB written",
-                     "link_mbit_s": scenario.link.bandwidth_mbit_s,
-                     "spread_ms": {k: [round(lo, 1), round(hi, 1)] for k, (lo, hi) in spreads.items()}},
-    }
+    measured = {**_measured(target, scenario, used), "runs": repeat, "runs_used": len(used),
+                "left_out": [f"run {i + 1}: {why}" for i, why in cold.items()],
+                "spread_ms": {k: [round(lo, 1), round(hi, 1)] for k, (lo, hi) in spreads.items()}}
+    profile = {"overheads": {k: round(medians[k], 1) for k in OVERHEAD_FIELDS}, "measured": measured}
     header = ("# An overheads profile measured by `pausecast calibrate` (see executor/calibrate.py for what\n"
-              "# each cost spans). Scenarios use it with [overheads] profile = \"<this file>\".\n")
+              "# each cost spans). It belongs to the hosts it was measured on ([measured]): calibrate\n"
+              "# again on others. Scenarios use it with [overheads] profile = \"<this file>\".\n")
     out.write_text(header + tomli_w.dumps(profile))
     print(format_profile(medians, spreads))
     print(f"\n  wrote {out}")
+    target.say_where_the_domain_is()
     return 0
+
+
+def _measured(target: Target, scenario: Scenario, records: list[MigrationRecord]) -> dict:
+    """What the profile was measured on: the domain and the stream as the runs saw them."""
+    first = records[0].extra
+
+    def median_of(key: str, digits: int | None = None) -> dict[str, float]:
+        """{key: the runs' median} where any run measured it (TOML has no NaN to say "not measured")."""
+        value = median_finite([float(r.extra[key]) for r in records])
+        return {key_in_profile[key]: round(value, digits)} if math.isfinite(value) else {}
+
+    key_in_profile = {"domain_memory_mib": "memory_mib", "memory_normal_pages": "memory_normal_pages",
+                      "memory_constant_pages": "memory_constant_pages", "stream_mib_s": "throughput_mib_s"}
+    out = {"by": "pausecast calibrate", "target": target.describe,
+           "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "domain": target.args.domain or GUEST_NAME, "mode": scenario.migration.mode,
+           **median_of("domain_memory_mib", 1), **median_of("memory_normal_pages"),
+           **median_of("memory_constant_pages"), **median_of("stream_mib_s", 1),
+           "versions": first["versions"]}
+    if target.testbed is not None:
+        out["guest"] = f"the test guest, {IDLE_REGION_MIB} MiB written, idle"
+        out["link_mbit_s"] = scenario.link.bandwidth_mbit_s
+    return out
 
 
 def format_profile(medians: dict[str, float], spreads: dict[str, tuple[float, float]]) -> str:
