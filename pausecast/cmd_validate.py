@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from .executor.calibrate import COLD_START_RULE, cold_start_runs
 from .models.errors import ScenarioError
 from .models.record import MigrationRecord
 from .models.scenario import Scenario, load_scenario, resolved_overheads
@@ -30,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "With --matrix, does so for every point of a matrix (a sweep file: a base scenario "
                     "and [[axes]] of values) and writes a validation report to RESULTS/validation/"
                     "<name>-<time>/: table.csv/.parquet, runs.csv/.parquet, report.md and "
-                    "predicted_vs_measured.png. Exit code 1 when the accuracy target is not met.",
+                    "predicted_vs_measured.png. Exit code 1 when the accuracy target is not met. "
+                    "A migration predicted to fail that fails counts as right. Cold starts: "
+                    f"{COLD_START_RULE}.",
         epilog="Examples: pausecast validate examples/testbed-small.toml --testbed --repeat 3; "
                "pausecast validate --matrix examples/validation-matrix.toml --testbed")
     p.add_argument("scenario", nargs="?", help="scenario TOML file (or give --matrix)")
@@ -69,7 +72,10 @@ def _measure(target: Target, scenario: Scenario, repeat: int, results: str,
               f"{r.iterations} iterations, total {r.total_time_s:.3f} s, pause {r.pause_window_ms:.1f} ms",
               file=sys.stderr)
         records.append(r)
-    return records
+    cold = cold_start_runs(records)
+    for i, why in cold.items():
+        print(f"  {label} run {i + 1} left out of the median, a cold start: {why}", file=sys.stderr)
+    return [r for i, r in enumerate(records) if i not in cold]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     print(side_by_side(scenario, point, measured, target.describe))
     result = verdict([point])
     print("\n" + "\n".join("  " + line for line in result.lines()))
+    target.say_where_the_domain_is()
     return 0 if result.met else 1
 
 
@@ -157,6 +164,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     print("\n".join("  " + line for line in result.lines()))
     print(f"\n  wrote {out}/report.md, table.csv, table.parquet, runs.csv, runs.parquet, "
           "predicted_vs_measured.png")
+    target.say_where_the_domain_is()
     return 0 if result.met else 1
 
 
