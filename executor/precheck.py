@@ -15,11 +15,12 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..models.scenario import Scenario
+from ..models.scenario import MigrationSpec, Scenario
 from ..models.units import bytes_s_to_mbit_s, pages_s_to_mib_s
 from .jobinfo import JOB_UNBOUNDED, JobInfo
 from .migrate import ExecutorError
@@ -176,18 +177,39 @@ def _calculate_once(conn: Any, dom: Any, seconds: int, timeout_s: float) -> floa
     raise ExecutorError(f"dirty-rate calculation on {dom.name()} did not finish in {seconds + timeout_s:g} s")
 
 
+# the migration settings a live domain carries, by the scenario field they fill, and the virsh
+# command that reads each
+DOMAIN_SETTINGS = {"max_downtime_ms": "migrate-getmaxdowntime", "bandwidth_mib_s": "migrate-getspeed"}
+
+
+def migration_for(base: MigrationSpec, facts: DomainFacts,
+                  stated: Mapping[str, str]) -> tuple[MigrationSpec, dict[str, str]]:
+    """The migration the operator will run, and where each of its DOMAIN_SETTINGS came from: what the
+    operator stated (`stated`: field -> where, its value already in `base`) wins, then the domain's
+    current setting, then the base scenario's default."""
+    current = {"max_downtime_ms": facts.max_downtime_ms or None, "bandwidth_mib_s": facts.max_speed_mib_s}
+    changes, sources = {}, {}
+    for name, virsh in DOMAIN_SETTINGS.items():
+        if name in stated:
+            sources[name] = stated[name]
+        elif current[name] is not None:
+            changes[name] = current[name]
+            sources[name] = f"the domain's current setting (virsh {virsh})"
+        else:
+            sources[name] = "the default"
+    return dataclasses.replace(base, **changes), sources
+
+
 def scenario_for(base: Scenario, facts: DomainFacts, dirty: DirtyRate, *,
-                 switch_service_ms: float | None = None, link_mbit_s: float | None = None) -> Scenario:
-    """The base scenario with what the live domain says: its memory, vCPUs, ports, current migration
-    settings and measured dirty rate (as a constant model: one measurement cannot see a hot set), and
-    what the probes measured: the switch's service time and the link's achievable TCP throughput (taken
-    as line rate x efficiency 1.0, since the measurement already pays TCP's overheads)."""
+                 stated: Mapping[str, str] | None = None, switch_service_ms: float | None = None,
+                 link_mbit_s: float | None = None) -> Scenario:
+    """The base scenario with what the live domain says: its memory, vCPUs, ports, migration settings
+    the operator did not state (migration_for) and measured dirty rate (as a constant model: one
+    measurement cannot see a hot set), and what the probes measured: the switch's service time and the
+    link's achievable TCP throughput (taken as line rate x efficiency 1.0, since the measurement
+    already pays TCP's overheads)."""
     port_type, vnics = facts.port_profile
-    migration = base.migration
-    if facts.max_downtime_ms:
-        migration = dataclasses.replace(migration, max_downtime_ms=facts.max_downtime_ms)
-    if facts.max_speed_mib_s is not None:
-        migration = dataclasses.replace(migration, bandwidth_mib_s=facts.max_speed_mib_s)
+    migration, _sources = migration_for(base.migration, facts, stated or {})
     dirty_spec = dataclasses.replace(base.vm.dirty, model="constant", rate_mib_s=dirty.mib_s)
     vm = dataclasses.replace(base.vm, memory_mib=facts.memory_mib, vcpus=facts.vcpus, dirty=dirty_spec)
     switch = base.switch

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from . import default_scenario_path
 from .models.errors import ScenarioError
-from .models.scenario import Scenario, load_scenario, scenario_to_toml
+from .models.fieldpaths import check_value
+from .models.scenario import Scenario, load_scenario, read_toml, scenario_to_toml
 from .report import format_prediction, record_json
 from .sim import predict
 from .sim.advice import bandwidth_for_convergence_mbit_s, forced_alternatives, smallest_converging_downtime_ms
@@ -28,8 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "<virtualport>, its current max downtime and speed), measures its dirty rate with "
                     "libvirt's dirty-rate calculation (or from the job stats when it is migrating "
                     "already), builds a scenario, predicts the move and prints GO / NO-GO with the "
-                    "reasons, the predicted times and what would make it converge. Never changes the "
-                    "domain or the hosts. Exit codes: 0 go, 1 no-go, 2 error.",
+                    "reasons, the predicted times and what would make it converge. It predicts the "
+                    "migration you will run: max downtime and bandwidth come from --max-downtime and "
+                    "--bandwidth, else from --scenario's [migration] (or --set), else from the "
+                    "domain's current settings, else the defaults; the report says which. Never "
+                    "changes the domain or the hosts. Exit codes: 0 go, 1 no-go, 2 error.",
         epilog="Example: pausecast precheck web1 --src qemu+ssh://a/system --dst qemu+ssh://b/system "
                "--scenario my-link.toml --write-scenario web1.toml")
     p.add_argument("domain", nargs="?", help="the running domain (default with --testbed: its guest)")
@@ -42,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "switch (default: the bundled default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one key of the base scenario (repeatable)")
+    p.add_argument("--max-downtime", type=float, metavar="MS",
+                   help="the max downtime the migration will run with, in ms (virsh migrate-setmaxdowntime)")
+    p.add_argument("--bandwidth", type=float, metavar="MIB_S",
+                   help="the bandwidth cap the migration will run with, in MiB/s, 0 = unlimited (virsh "
+                        "migrate --bandwidth)")
     p.add_argument("--calc-seconds", type=float, default=3.0,
                    help="length of libvirt's dirty-rate calculation (default 3 s)")
     p.add_argument("--calc-runs", type=int, default=1, metavar="N",
@@ -79,9 +88,34 @@ def _endpoints(args: argparse.Namespace):
     return args.src, args.dst, args.domain, None
 
 
+# the flags that state the migration, by the scenario field each sets (the fields a live domain
+# carries too: executor.precheck.DOMAIN_SETTINGS)
+MIGRATION_FLAGS = {"max_downtime_ms": "--max-downtime", "bandwidth_mib_s": "--bandwidth"}
+
+
+def operator_base(args: argparse.Namespace) -> tuple[Scenario, dict[str, str]]:
+    """The base scenario with the flags' migration settings, and which of MIGRATION_FLAGS' settings the
+    operator stated, and where: a flag, then --set, then the --scenario file; the domain fills the rest."""
+    path = args.scenario or default_scenario_path()
+    stated: dict[str, str] = {}
+    flag_sets = []
+    for name, flag in MIGRATION_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            flag_sets.append(f"migration.{name}={check_value(f'migration.{name}', value, flag)!r}")
+            stated[name] = flag
+    for item in args.overrides:
+        stated.setdefault(item.partition("=")[0].strip().removeprefix("migration."), "--set")
+    if args.scenario:
+        for name in read_toml(path, "scenario file").get("migration", {}):
+            stated.setdefault(name, f"--scenario {args.scenario}")
+    base = load_scenario(path, args.overrides + flag_sets)
+    return base, {name: where for name, where in stated.items() if name in MIGRATION_FLAGS}
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        base = load_scenario(args.scenario or default_scenario_path(), args.overrides)
+        base, stated = operator_base(args)
         if args.calc_runs < 1:
             raise ScenarioError("--calc-runs", args.calc_runs, "at least 1")
         src, dst, name, tb = _endpoints(args)
@@ -94,10 +128,12 @@ def run(args: argparse.Namespace) -> int:
     except (LookupError, OSError, RuntimeError) as exc:
         print(f"pausecast: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    from .executor.precheck import scenario_for
+    from .executor.precheck import migration_for, scenario_for
 
-    scenario = scenario_for(base, facts, dirty, switch_service_ms=probe.service_time_ms if probe else None,
+    scenario = scenario_for(base, facts, dirty, stated=stated,
+                            switch_service_ms=probe.service_time_ms if probe else None,
                             link_mbit_s=link.mbit_s if link else None)
+    _migration, sources = migration_for(base.migration, facts, stated)
     record = predict(scenario)
     go = record.migrated
     spread = _rate_range(scenario, dirty)
@@ -110,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"verdict": "GO" if go else "NO-GO", "reasons": reasons, "record": row,
                           "dirty_rate": dataclasses.asdict(dirty), "dirty_rate_range": spread,
                           "domain": dataclasses.asdict(facts),
+                          "sources": {f"migration.{k}": v for k, v in sources.items()},
                           "advice": advice,
                           "switch_probe": _probe_json(probe) if probe else None,
                           "link_measurement": dataclasses.asdict(link) if link else None}, indent=2))
@@ -117,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'GO' if go else 'NO-GO'}: {name} from {src} to {dst}")
         print("".join(f"  - {r}\n" for r in reasons), end="")
         print(f"  dirty rate {_rate_text(dirty)}, measured by {dirty.source}")
+        mig = scenario.migration
+        print(f"  max downtime {mig.max_downtime_ms:g} ms from {sources['max_downtime_ms']}; bandwidth "
+              + (f"{mig.bandwidth_mib_s:g} MiB/s" if mig.bandwidth_mib_s else "unlimited")
+              + f" from {sources['bandwidth_mib_s']}")
         if spread:
             print(f"  {_range_text(spread)}")
         if probe:

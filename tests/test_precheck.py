@@ -9,11 +9,14 @@ from pausecast.executor.precheck import (
     SAMPLED_MIB_PER_PAGE,
     DirtyRate,
     DomainFacts,
+    migration_for,
     parse_domain_xml,
     sampling_stderr_mib_s,
     scenario_for,
 )
 from pausecast.models.scenario import Scenario
+
+from .conftest import make
 
 XML = """<domain type='kvm'>
   <name>web1</name>
@@ -72,6 +75,21 @@ def test_scenario_takes_the_live_domain_and_keeps_what_it_cannot_tell():
     assert s.migration.bandwidth_mib_s == 0.0
     # what the domain cannot say stays as the base had it
     assert s.link == base.link and s.overheads == base.overheads and s.switch == base.switch
+
+
+def test_what_the_operator_states_wins_over_the_domains_own_settings():
+    # the operator runs `virsh migrate --bandwidth 32`; the domain's own max speed is unlimited (0) and
+    # its max downtime was set to 500 ms
+    facts = DomainFacts("web1", "u", 256.0, 1, (), max_downtime_ms=500.0, max_speed_mib_s=0.0)
+    stated = make(migration={"bandwidth_mib_s": 32.0})
+    migration, sources = migration_for(stated.migration, facts, {"bandwidth_mib_s": "--bandwidth"})
+    assert (migration.bandwidth_mib_s, sources["bandwidth_mib_s"]) == (32.0, "--bandwidth")
+    assert migration.max_downtime_ms == 500.0 and "migrate-getmaxdowntime" in sources["max_downtime_ms"]
+    s = scenario_for(stated, facts, DirtyRate(20.0, "test", 3), stated={"bandwidth_mib_s": "--bandwidth"})
+    assert (s.migration.bandwidth_mib_s, s.migration.max_downtime_ms) == (32.0, 500.0)
+    # a daemon that cannot say (older libvirt): the scenario's defaults, said so
+    _, sources = migration_for(Scenario().migration, DomainFacts("x", "u", 256.0, 1, ()), {})
+    assert set(sources.values()) == {"the default"}
 
 
 @pytest.mark.parametrize(("rate_mib_s", "calc_s", "runs"),
