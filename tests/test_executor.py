@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pausecast.cli import main
-from pausecast.executor.calibrate import CalibrationError, combine, fit_switch, overheads_of
+from pausecast.executor.calibrate import CalibrationError, cold_start_runs, combine, fit_switch, overheads_of
 from pausecast.executor.daemon_log import LogTail, parse_log
 from pausecast.executor.events import lifecycle_name
 from pausecast.executor.guest_domain import STRIDE_ONE
@@ -227,6 +227,38 @@ def test_failures_say_what_failed_and_leave_the_pause_at_zero():
         assert r.pause_window_ms == 0.0 and not r.migrated and math.isnan(r.prepare_start_s)
 
 
+def test_a_log_without_a_filter_leaves_its_parts_missing_and_names_the_filter():
+    # the destination's log without qemu.qemu_process: no "launch", no "start cpus" line
+    dst = "\n".join(line for line in DST_LOG.splitlines() if "qemuProcess" not in line)
+    events = tuple(sorted(parse_log(SRC_LOG, "source") + parse_log(dst, "destination"), key=lambda e: e.t_s))
+    r = build_record(_observations(log_events=events))
+    # Finish -> cont and cont -> RESUME both need "start cpus": not known, not 0
+    assert math.isnan(r.finish_work_ms) and math.isnan(r.resume_ms)
+    # what the other filters logged is still there: STOP 6.040 -> device 6.045 -> completed 6.125
+    assert (r.handshake_ms, r.final_copy_ms) == (pytest.approx(5.0, abs=1e-3), pytest.approx(80.0, abs=1e-3))
+    assert r.extra["missing_log_filters"] == ["qemu.qemu_process"]
+    assert "add 1:qemu.qemu_process to log_filters" in r.extra["phases_from"]
+    with pytest.raises(CalibrationError, match=r"qemu\.qemu_process"):
+        overheads_of(r)
+    complete = build_record(_observations())
+    assert complete.extra["missing_log_filters"] == [] and complete.extra["phases_from"] == "daemon logs"
+
+
+def test_an_aborted_run_keeps_what_its_job_statistics_saw():
+    # the job ran 3 iterations and sent 332 MB before the abort; libvirt's completed-job statistics of
+    # the failed job say 0, and the sampler's last sample came after the job was gone
+    running = [(T0 + 1 + i, JobInfo.from_stats({"type": 2, "memory_processed": mb * 10**6,
+                                                 "memory_iteration": it, "memory_dirty_rate": 5000}))
+               for i, (mb, it) in enumerate(((100, 1), (250, 2), (332, 3)))]
+    gone = (T0 + 4.1, JobInfo.from_stats({"type": 0}))
+    r = build_record(_observations(log_events=(), samples=(*running, gone),
+                                   completed=JobInfo.from_stats({"type": 4, "memory_iteration": 3}),
+                                   error="operation aborted: migration out job: canceled by client",
+                                   error_code=78))
+    assert r.failure.startswith("aborted") and not r.migrated
+    assert (r.bytes_sent, r.iterations, r.dirty_rate_pages_s) == (332e6, 3, 5000.0)
+
+
 # -------------------------------------------------------------------------------------- calibration
 
 
@@ -251,6 +283,29 @@ def test_calibrated_costs_add_up_to_the_measured_run():
     assert medians["begin_ms"] == pytest.approx(20.0, abs=1e-3) and spreads["begin_ms"] == (10.0, 30.0)
     with pytest.raises(CalibrationError):
         overheads_of(build_record(_observations(log_events=())))
+
+
+def test_virshs_persistent_and_undefinesource_become_libvirts_flags():
+    from pausecast.executor.migrate import Endpoints, migration_call
+
+    # include/libvirt/libvirt-domain.h: VIR_MIGRATE_LIVE 1 << 0, _PEER2PEER 1 << 1, _PERSIST_DEST 1 << 3,
+    # _UNDEFINE_SOURCE 1 << 4; off by default, as in virsh
+    both = make(migration={"persistent": True, "undefine_source": True})
+    assert migration_call(both, Endpoints("a", "b"))[1] == 1 | 2 | 8 | 16
+    assert migration_call(make(migration={"mode": "direct"}), Endpoints("a", "b"))[1] == 1
+    # how the call is made is not what the migration is: predictions and runs still join
+    assert both.scenario_id == make().scenario_id
+
+
+def test_calibration_migrates_as_the_scenario_says_without_its_timeout():
+    from pausecast.cmd_calibrate import idle_scenario
+
+    base = make(migration={"mode": "direct", "persistent": True, "timeout_s": 30.0, "bandwidth_mib_s": 64.0})
+    idle = idle_scenario(base)
+    mig = idle.migration
+    assert (mig.mode, mig.persistent, mig.bandwidth_mib_s) == ("direct", True, 64.0)
+    assert idle.migration.timeout_s == 0.0 and idle.vm.dirty.rate_mib_s == 0.0
+    assert idle_scenario(None).migration.mode == "p2p"
 
 
 def test_a_calibrated_profile_is_a_scenarios_profile(tmp_path):
@@ -356,6 +411,27 @@ def test_errors_and_the_target_verdict():
     wrong = Comparison(_record(converged=False, failure="not-converged"), _record()).row()
     v = verdict([*rows, wrong])
     assert (v.points, v.compared, v.verdicts_right, v.met) == (4, 3, 3, False)
+
+
+def test_a_failure_predicted_and_measured_is_right_and_leaves_no_figure_to_miss():
+    stalled = dict(converged=False, failure="not-converged", total_time_s=math.inf)
+    v = verdict([Comparison(_record(**stalled), _record(**stalled, pause_window_ms=0.0)).row()])
+    assert (v.points, v.compared, v.verdicts_right) == (1, 0, 1)
+    assert v.met and not any("nan" in line for line in v.lines())
+
+
+def test_a_cold_start_is_left_out_by_its_begin_or_prepare():
+    def run(begin_s: float, prepare_s: float) -> MigrationRecord:
+        return _record(begin_start_s=0.0, begin_end_s=begin_s, prepare_start_s=begin_s,
+                       prepare_end_s=begin_s + prepare_s)
+
+    # Begin 3.4 s where the others took 10-12 ms: over 3 x 11 ms and over 11 + 500 ms
+    assert list(cold_start_runs([run(3.4, 0.2), run(0.010, 0.2), run(0.012, 0.21)])) == [0]
+    # Prepare 1.2 s against 0.2 s: 6 x, 1,000 ms over
+    assert list(cold_start_runs([run(0.01, 0.2), run(0.01, 1.2)])) == [1]
+    # 3.5 x but only 450 ms over (a slow Prepare on a loaded host, not a probe): kept
+    assert cold_start_runs([run(0.01, 0.18), run(0.01, 0.63), run(0.01, 0.18)]) == {}
+    assert cold_start_runs([run(3.4, 0.2)]) == {}
 
 
 def test_replicates_become_one_median_record():
