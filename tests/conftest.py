@@ -1,10 +1,11 @@
 import math
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from pausecast.models.scenario import scenario_from_dict
+from pausecast.models.scenario import Scenario, resolved_overheads, scenario_from_dict
 
 # CI explores the same examples every run, so a red build always reproduces
 settings.register_profile("ci", derandomize=True, deadline=None)
@@ -40,3 +41,33 @@ def fresh_testbed(bed, guest: str):
     finally:
         bed.destroy_guest(guest)
         bed.down()
+
+
+# the testbed the session's calibration runs on, its own so that no module's testbed is disturbed
+CALIBRATION_STATE_DIR = Path("/var/lib/pausecast-testbed-calibration")
+
+
+@pytest.fixture(scope="session")
+def machine_overheads(tmp_path_factory) -> Path:
+    """An overheads profile measured on this machine, once per session (`pausecast calibrate
+    --testbed`, the README's way): a calibration belongs to the machine it was measured on, so the
+    testbed tests predict with this one, never with a profile from another machine."""
+    from pausecast.cli import main
+    from pausecast.executor.testbed import Testbed
+
+    out = tmp_path_factory.mktemp("calibration")
+    profile = out / "overheads.toml"
+    bed = Testbed(state_dir=CALIBRATION_STATE_DIR)
+    bed.down()
+    try:
+        code = main(["calibrate", "--testbed", "--state-dir", str(CALIBRATION_STATE_DIR),
+                     "--out", str(profile), "--results", str(out / "results")])
+    finally:
+        bed.down()
+    assert code == 0, "calibrating this machine's testbed failed"
+    return profile
+
+
+def on_this_machine(scenario: Scenario, profile: Path) -> Scenario:
+    """The scenario with its fixed costs from this machine's calibration."""
+    return scenario.replace(overheads=resolved_overheads({"profile": str(profile)}, "overheads"))

@@ -43,7 +43,7 @@ max_downtime_ms = 300
 bandwidth_mib_s = 32
 timeout_s = 60
 [overheads]
-profile = "{EXAMPLES / 'testbed-overheads.toml'}"
+profile = "{{profile}}"
 """
 
 
@@ -59,9 +59,9 @@ def tb():
 
 
 @pytest.fixture(scope="module")
-def scenario_file(tmp_path_factory):
+def scenario_file(tmp_path_factory, machine_overheads):
     path = tmp_path_factory.mktemp("scenario") / "small.toml"
-    path.write_text(SMALL)
+    path.write_text(SMALL.format(profile=machine_overheads))
     return path
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import on_this_machine
+
 pytestmark = [
     pytest.mark.testbed,
     pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root (namespaces, mounts, veth)"),
@@ -73,10 +75,11 @@ def tb():
     bed.down()
 
 
-def _scenario(link_mbit_s: float, cap_mib_s: float, pages_s: int, timeout_s: float):
+def _scenario(link_mbit_s: float, cap_mib_s: float, pages_s: int, timeout_s: float, profile: Path):
+    """testbed-small.toml shaped as asked, its fixed costs calibrated on this machine (`profile`)."""
     from pausecast.models.scenario import load_scenario
 
-    s = load_scenario(EXAMPLES / "testbed-small.toml")
+    s = on_this_machine(load_scenario(EXAMPLES / "testbed-small.toml"), profile)
     link = dataclasses.replace(s.link, bandwidth_mbit_s=link_mbit_s, socket_backlog_mib=SOCKET_BACKLOG_MIB)
     return _with_rate(s.replace(link=link,
                                 migration=dataclasses.replace(s.migration, bandwidth_mib_s=cap_mib_s,
@@ -203,13 +206,14 @@ CASES = [
 
 @pytest.mark.parametrize(("link_mbit_s", "cap_mib_s", "pages_s", "expect_go"), CASES)
 def test_precheck_verdict_and_figures_match_the_real_migration_and_change_nothing(
-        tb, tmp_path, capsys, link_mbit_s, cap_mib_s, pages_s, expect_go):
+        tb, tmp_path, capsys, machine_overheads, link_mbit_s, cap_mib_s, pages_s, expect_go):
     from pausecast.executor.migrate import migrate
     from pausecast.executor.testbed_run import endpoints
     from pausecast.models.scenario import load_scenario
     from pausecast.sim import predict
 
-    real = _scenario(link_mbit_s, cap_mib_s, pages_s, timeout_s=30.0 if expect_go else 15.0)
+    real = _scenario(link_mbit_s, cap_mib_s, pages_s, timeout_s=30.0 if expect_go else 15.0,
+                     profile=machine_overheads)
     rate_mib_s = real.vm.dirty.rate_mib_s
     dom, rtt_ms = _start(tb, real)
     try:
@@ -258,7 +262,8 @@ def test_precheck_verdict_and_figures_match_the_real_migration_and_change_nothin
         tb.destroy_guest(NAME)
 
 
-def test_precheck_of_a_migrating_domain_reads_its_job_stats_and_leaves_the_job_alone(tb, tmp_path, capsys):
+def test_precheck_of_a_migrating_domain_reads_its_job_stats_and_leaves_the_job_alone(tb, tmp_path, capsys,
+                                                                                     machine_overheads):
     """A migration capped at 20 MiB/s: 128 MiB written take 6.4 s for the first pass, whose end (QEMU's
     second sync) brings the job's first dirty rate, and ~11 s in all (2,000 pages/s = 7.8 MiB/s, rho =
     0.39: 6.4 / (1 - 0.39) s of pre-copy; the model says 10.8 s with the fixed costs). The pre-check
@@ -270,7 +275,7 @@ def test_precheck_of_a_migrating_domain_reads_its_job_stats_and_leaves_the_job_a
     from pausecast.executor.testbed_run import endpoints
 
     pages_s, cap_mib_s = 2000, 20
-    real = _scenario(1000, cap_mib_s, pages_s, timeout_s=60.0)
+    real = _scenario(1000, cap_mib_s, pages_s, timeout_s=60.0, profile=machine_overheads)
     dom, rtt_ms = _start(tb, real)
     moved = {}
     mover = threading.Thread(target=lambda: moved.update(m=migrate(real, endpoints(tb, rtt_ms), NAME)))

@@ -26,7 +26,7 @@ from pausecast.models.scenario import SwitchSpec, load_scenario
 from pausecast.models.units import s_to_ms
 from pausecast.sim.engine import predict
 
-from .conftest import fresh_testbed
+from .conftest import fresh_testbed, on_this_machine
 
 # libvirt-python is a testbed dependency: the module must still collect without it
 libvirt = pytest.importorskip("libvirt")
@@ -53,8 +53,8 @@ def tb():
 
 
 @pytest.fixture(scope="module")
-def scenario():
-    return load_scenario(SCENARIO)
+def scenario(machine_overheads):
+    return on_this_machine(load_scenario(SCENARIO), machine_overheads)
 
 
 def _vdp(tb: VdpTestbed) -> list[tuple[str, str, str]]:
