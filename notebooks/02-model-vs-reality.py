@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -44,6 +46,10 @@ EXAMPLES = Path("..") / "examples"
 MATRIX = EXAMPLES / ("validation-smoke.toml" if SMOKE else "validation-matrix.toml")
 RESULTS = Path(os.environ.get("PAUSECAST_RESULTS", Path("..") / "results"))
 STATE_DIR = "/var/lib/pausecast-testbed-notebook"
+# A calibration belongs to the machine it was measured on: PAUSECAST_OVERHEADS names this machine's
+# profile (`pausecast calibrate --testbed --out PROFILE`); without it the matrix's own (an example
+# measured on another machine) stands.
+OVERHEADS = os.environ.get("PAUSECAST_OVERHEADS")
 
 # %%
 sweep = load_sweep(MATRIX)
@@ -51,7 +57,7 @@ reports = sorted((RESULTS / "validation").glob(f"{sweep.name}-*/table.csv"))
 if SMOKE or not reports:
     # exit code 1 only says the accuracy target was missed: the table is written either way
     code = pausecast(["validate", "--matrix", str(MATRIX), "--testbed", "--state-dir", STATE_DIR,
-                      "--results", str(RESULTS)])
+                      "--results", str(RESULTS), *(["--overheads", OVERHEADS] if OVERHEADS else [])])
     assert code in (0, 1), f"pausecast validate failed with exit code {code}"
     pausecast(["testbed", "down", "--state-dir", STATE_DIR])
     reports = sorted((RESULTS / "validation").glob(f"{sweep.name}-*/table.csv"))
@@ -105,12 +111,15 @@ errors.round(2)
 # ## What calibration changed
 #
 # The matrix predicts with the overheads profile that `pausecast calibrate --testbed` measured
-# (`examples/testbed-overheads.toml`). The same points predicted with the built-in `default` profile
+# (PAUSECAST_OVERHEADS, else `examples/testbed-overheads.toml`). The same points predicted with the
+# built-in `default` profile
 # show what calibration bought: mostly Prepare (libvirt probing QEMU's CPU model) and Confirm (tearing
 # the source QEMU down), which the defaults guess.
 
 # %%
 base, columns = sweep.scenario, design(sweep, 0)
+if OVERHEADS:
+    base = dataclasses.replace(base, overheads=resolved_overheads({"profile": OVERHEADS}, "overheads"))
 rows = []
 for i in range(point_count(columns)):
     calibrated = scenario_at(base, columns, i)
