@@ -161,10 +161,11 @@ class Scenario:
 
     @functools.cached_property
     def scenario_id(self) -> str:
-        """The key that joins a prediction and a measurement: a hash of everything but the name.
+        """The key that joins a prediction and a measurement: a hash of its physics (everything but
+        the name and the fields marked `physics=False`).
 
-        The hashed text is `json.dumps` of `to_dict(self)` without the name (sorted keys, compact),
-        written straight from the fields: `asdict`'s deep copy cost as much as a whole prediction."""
+        The hashed text is `json.dumps` of `physics_dict(self)` (sorted keys, compact), written
+        straight from the fields: `asdict`'s deep copy cost as much as a whole prediction."""
         text, leaves = _physics_layout()
         values = tuple(_JSON_SCALAR.get(v.__class__, _json_value)(v) for v in leaves(self))
         return hashlib.sha1((text % values).encode()).hexdigest()[:12]
@@ -344,6 +345,17 @@ def _check_consistency(s: Scenario, base_dir: Path | None) -> Scenario:
 
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
+
+
+def physics_dict(scenario: Scenario) -> dict[str, Any]:
+    """What `Scenario.scenario_id` hashes, as a dict: the scenario without its name and without the
+    fields that change how the call is made, not the migration."""
+    def strip(cls: type, table: dict[str, Any]) -> dict[str, Any]:
+        return {name: strip(_SECTIONS[name], value) if name in _SECTIONS else value
+                for name, value in table.items()
+                if _is_physics(cls, name) and not (cls is Scenario and name == "name")}
+
+    return strip(Scenario, to_dict(scenario))
 
 
 def read_toml(path: str | Path, what: str, overrides: list[str] | None = None) -> dict[str, Any]:

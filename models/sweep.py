@@ -44,7 +44,15 @@ import numpy as np
 from .errors import ScenarioError
 from .fieldpaths import check_value, field_type, leaf_field, with_values
 from .fleet import fleet_from_dict
-from .scenario import Scenario, _check_consistency, load_scenario, read_toml, scenario_from_dict, to_dict
+from .scenario import (
+    Scenario,
+    _check_consistency,
+    load_scenario,
+    physics_dict,
+    read_toml,
+    scenario_from_dict,
+    to_dict,
+)
 
 TOP_KEYS = ("name", "base", "fleet", "axes", "sampling", "replicates", "seed")
 AXIS_KINDS = ("values", "range", "sample")
@@ -425,8 +433,7 @@ _SLOT_JSON = re.compile(r'"\\u0000pausecast-axis-(\d+)\\u0000"')
 def point_ids(base: Scenario, columns: Mapping[str, np.ndarray]) -> list[str]:
     """`Scenario.scenario_id` of every point without building the points: the base's canonical JSON
     with each point's values spliced in (json.dumps writes a float as its repr)."""
-    physics = to_dict(base)
-    physics.pop("name", None)
+    physics = physics_dict(base)
     fields = list(columns)
     for j, field in enumerate(fields):
         *parents, leaf = field.split(".")
