@@ -157,20 +157,36 @@ class _Watchdog:
             self.error = str(exc)
 
 
-def _settled_completed_stats(dom: Any, want_final: bool) -> JobInfo:
+def _settled_completed_stats(doms: list[Any], want_final: bool) -> JobInfo:
+    """libvirt's completed-job statistics, from the first of `doms` that still has the domain: a
+    migration that undefined the source (or moved a transient domain) left it only on the destination,
+    whose completed job carries the same figures."""
     import libvirt
 
     deadline = time.monotonic() + SETTLE_S
     info = JobInfo()
     while True:
         try:
-            info = JobInfo.from_stats(dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED))
+            info = JobInfo.from_stats(doms[0].jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED))
         except libvirt.libvirtError:
-            return info
+            if len(doms) == 1:
+                return info
+            doms = doms[1:]
+            continue
         final = info.type == JOB_COMPLETED and info.downtime_ms > 0 and info.memory_iteration > 0
         if final or not want_final or time.monotonic() > deadline:
             return info
         time.sleep(0.1)
+
+
+def _arrived(dst: Any, uuid: str) -> list[Any]:
+    """The migrated domain on the destination, if it is there."""
+    import libvirt
+
+    try:
+        return [dst.lookupByUUIDString(uuid)]
+    except libvirt.libvirtError:
+        return []
 
 
 def _reachable(uri: str) -> bool:
@@ -280,6 +296,8 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
         src, dst, watch = conns
         dom = running_domain(src, dst, ends, domain)
         versions = {"source": host_versions(src), "destination": host_versions(dst)}
+        # read now: a migration that undefines the source takes the domain object with it
+        memory_mib = dom.maxMemory() / 1024
         uuid = dom.UUIDString()
         recorders = [EventRecorder(src, "source", uuid), EventRecorder(dst, "destination", uuid)]
         tails = {"source": LogTail(ends.src_log), "destination": LogTail(ends.dst_log)}
@@ -309,7 +327,7 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
 
         if not error:
             recorders[0].wait_for("job completed", SETTLE_S)
-        completed = _settled_completed_stats(dom, want_final=not error)
+        completed = _settled_completed_stats([dom, *_arrived(dst, uuid)], want_final=not error)
         reachable = _reachable(ends.dst_uri) if error else None
         log_events = [e for host, tail in tails.items() for e in parse_log(tail.read(), host)]
         port = observe_port(t0, 0.0 if error else scenario.switch.timeout_s) if observe_port else None
@@ -327,7 +345,7 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
             events=tuple(sorted(events, key=lambda e: e.t_s)),
             log_events=tuple(sorted(log_events, key=lambda e: e.t_s)), rtt_ms=ends.rtt_ms, port=port,
             port_fault=fault.diagnosis if fault else "", direction=f"{ends.src_uri} -> {ends.dst_uri}",
-            versions=versions, domain_memory_mib=dom.maxMemory() / 1024)
+            versions=versions, domain_memory_mib=memory_mib)
         return Measurement(build_record(obs), obs.samples, obs.events, obs.log_events, t0, completed.raw,
                            fault)
     finally:

@@ -69,11 +69,13 @@ class Target:
             return f"testbed {self.testbed.state_dir} ({self.testbed.virt_type})"
         return f"{self.args.src} -> {self.args.dst}, domain {self.args.domain}"
 
-    def say_where_the_domain_is(self, stream: TextIO = sys.stdout) -> None:
-        """A command's last line on real hosts (the testbed's guest lives for one run only)."""
+    def say_where_the_domain_is(self, stream: TextIO | None = None) -> None:
+        """A command's last line on real hosts (the testbed's guest lives for one run only), on stdout
+        unless `stream` says otherwise."""
         if self.testbed is None:
             a = self.args
-            print(f"  domain {a.domain} is now on {a.dst if self.moved else a.src}", file=stream)
+            where = a.dst if self.moved else a.src
+            print(f"  domain {a.domain} is now on {where}", file=stream or sys.stdout)
 
     def run(self, scenario: Scenario,
             on_sample: Callable[[float, JobInfo], None] | None = None) -> Measurement:
