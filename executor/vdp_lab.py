@@ -35,10 +35,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..models.scenario import SwitchSpec
-from .vdp import LldpadClient, read_lldpad_pid
 from .vdp_switch import switch_argv
+
+if TYPE_CHECKING:
+    from .vdp import LldpadClient
 
 PREFIX = "pcvdp-"
 NETNS_DIR = Path("/run/netns")
@@ -272,6 +275,10 @@ class VdpLab:
 
     def client(self, **options: float | bool) -> LldpadClient:
         """A netlink client for the station's lldpad, as libvirt on that host would talk to it."""
+        # vdp needs pyroute2 (the executor extra); the testbed imports this module for its namespace
+        # helpers, and `pausecast testbed|run --help` must work without that extra
+        from .vdp import LldpadClient, read_lldpad_pid
+
         pid = read_lldpad_pid(self.lldpad_pid_file(self._station()))
         return LldpadClient(pid, self.station_ns, **options)
 
