@@ -1,48 +1,100 @@
-"""The `pausecast` command. Each subcommand lives in its own `cmd_*` module with `register()`;
-this module only wires them up and turns input errors into one line and a non-zero exit."""
+"""The `pausecast` command. Each subcommand lives in its own `cmd_*` module whose `register(parser)`
+fills in the parser and its handler; `COMMANDS` names them with their one-line help, so that
+`pausecast --help` lists every command without importing one, and `pausecast CMD` imports only CMD's
+module: a planner's command never loads the executor, and runs on an install without its extra. This
+module also turns input errors into one line and a non-zero exit."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from . import (
-    cmd_calibrate,
-    cmd_evacuate,
-    cmd_plot,
-    cmd_precheck,
-    cmd_predict,
-    cmd_run,
-    cmd_sweep,
-    cmd_testbed,
-    cmd_validate,
-)
 from .models.errors import ScenarioError
 
-# exit codes: 0 success; 1 a verdict the caller asked about went the other way (e.g. no-go); 2 bad input
+# exit codes: 0 success; 1 a verdict the caller asked about went the other way (e.g. no-go); 2 bad input;
+# 3 the command cannot run here (targets.EXIT_CANNOT_RUN)
 EXIT_BAD_INPUT = 2
 
-COMMANDS = (cmd_predict, cmd_evacuate, cmd_sweep, cmd_plot, cmd_testbed, cmd_run, cmd_calibrate, cmd_validate,
-            cmd_precheck)
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    # the pausecast module with its register(parser)
+    module: str
+    help: str
+    # the extra of pyproject.toml it cannot run without ("" = the base install is enough)
+    extra: str = ""
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = (
+    Command("predict", "cmd_predict", "predict one live migration with the SimPy engine"),
+    Command("evacuate", "cmd_evacuate",
+            "predict a host evacuation: many migrations sharing links and a switch"),
+    Command("sweep", "cmd_sweep", "run a what-if sweep: a base scenario or fleet over axes of values"),
+    Command("plot", "cmd_plot", "draw the standard figures of a sweep's results"),
+    Command("testbed", "cmd_testbed", "bring the local two-host libvirt testbed up or down, or show it",
+            "executor"),
+    Command("run", "cmd_run", "run a scenario as a real live migration and record it", "executor"),
+    Command("calibrate", "cmd_calibrate",
+            "measure the fixed costs of a migration and write an overheads profile", "executor"),
+    Command("validate", "cmd_validate", "predict a scenario and run it for real; compare every figure",
+            "executor"),
+    Command("precheck", "cmd_precheck", "go / no-go for a real migration of a running domain", "executor"),
+)
+# the modules an extra installs that its commands import (pyproject.toml, project.optional-dependencies)
+EXTRA_MODULES = {"executor": ("libvirt", "pyroute2")}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser listing every command; only `command` (a name in COMMANDS) gets its arguments, and
+    only its module is imported."""
     parser = argparse.ArgumentParser(
         prog="pausecast",
         description="Predict, then measure, how long a VM is frozen when libvirt live-migrates it "
                     "(protocol v3: Begin, Prepare, Perform, Finish, Confirm).",
         epilog="Run 'pausecast COMMAND --help' for each command's options.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS:
-        module.register(sub)
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.help)
+        if c.name == command:
+            importlib.import_module(f".{c.module}", __package__).register(p)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> Command | None:
+    """The command `argv` names: its first word that is not an option (pausecast's own options take
+    no value)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return next((c for c in COMMANDS if c.name == word), None)
+
+
+def _missing_extra(command: Command) -> str:
+    """Why `command` cannot run on this install ("" when it can): a module of its extra does not import."""
+    for module in EXTRA_MODULES.get(command.extra, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            return (f"'pausecast {command.name}' needs the {command.extra} extra ({exc}): "
+                    f"pip install 'pausecast[{command.extra}]'")
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    args = build_parser(command.name if command else None).parse_args(argv)
+    # parse_args has exited unless argv named a command, so `command` is that one; its --help has been
+    # shown (it needs no extra) and nothing has run yet
+    missing = _missing_extra(command)
+    if missing:
+        from .targets import EXIT_CANNOT_RUN  # targets imports the executor: only its commands load it
+
+        print(f"pausecast: cannot run: {missing}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     try:
         return int(args.handler(args) or 0)
     except ScenarioError as exc:

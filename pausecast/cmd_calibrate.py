@@ -42,22 +42,20 @@ SWITCH_PROBES = 30
 PROBE_GAP_S = 0.5
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "calibrate", help="measure the fixed costs of a migration and write an overheads profile",
-        description="Migrates an idle guest (on the testbed: the test guest writing nothing; on real "
-                    "hosts: the --domain you name, which should be idle) REPEAT times and measures from "
-                    "the daemons' logs what the engine calls begin, prepare (destination QEMU start), "
-                    "setup, handshake, finish, resume and confirm (source teardown). Writes their "
-                    "medians as an overheads profile (TOML) with their spreads, and in [measured] what "
-                    "was measured: the domain, its memory, its written and zero pages (job stats "
-                    "memory_normal / memory_constant), the migration stream's throughput, the mode and "
-                    f"both hosts' libvirt and QEMU versions. The migration's mode and flags come from "
-                    f"--scenario's [migration] (its timeout is ignored). A calibration belongs to the "
-                    f"machines it was measured on. Cold starts: {COLD_START_RULE}.",
-        epilog="Examples: pausecast calibrate --testbed --out examples/testbed-overheads.toml; then in a "
-               "scenario: [overheads] profile = \"testbed-overheads.toml\". pausecast calibrate --switch "
-               "--testbed --out results/switch.toml; then copy its [switch] into a scenario")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Migrates an idle guest (on the testbed: the test guest writing nothing; on real "
+                     "hosts: the --domain you name, which should be idle) REPEAT times and measures from "
+                     "the daemons' logs what the engine calls begin, prepare (destination QEMU start), "
+                     "setup, handshake, finish, resume and confirm (source teardown). Writes their "
+                     "medians as an overheads profile (TOML) with their spreads, and in [measured] what "
+                     "was measured: the domain, its memory, its written and zero pages (job stats "
+                     "memory_normal / memory_constant), the migration stream's throughput, the mode and "
+                     "both hosts' libvirt and QEMU versions. The migration's mode and flags come from "
+                     "--scenario's [migration] (its timeout is ignored). A calibration belongs to the "
+                     f"machines it was measured on. Cold starts: {COLD_START_RULE}.")
+    p.epilog = ("Examples: pausecast calibrate --testbed --out examples/testbed-overheads.toml; then in a "
+                "scenario: [overheads] profile = \"testbed-overheads.toml\". pausecast calibrate --switch "
+                "--testbed --out results/switch.toml; then copy its [switch] into a scenario")
     p.add_argument("--scenario", metavar="S.toml",
                    help="take the migration's mode and flags ([migration]) from this scenario, and on the "
                         "testbed the VM size and the link (default: p2p; 256 MiB, 1000 Mbit/s)")

@@ -16,15 +16,13 @@ from .sim.fleet import FleetResult, simulate_fleet
 from .timeline_plot import timeline_figure
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evacuate", help="predict a host evacuation: many migrations sharing links and a switch",
-        description="Predicts an evacuation: every VM's migration with the single-VM model, their "
-                    "memory streams sharing links max-min fairly, their port requests queueing at "
-                    "shared switches, started by the plan's concurrency limits. Prints the fleet "
-                    "summary and writes RESULTS/<fleet name>/records.parquet, records.csv, "
-                    "summary.json and timeline.png.",
-        epilog="Example: pausecast evacuate examples/evacuation.toml --set plan.max_per_source_host=1")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Predicts an evacuation: every VM's migration with the single-VM model, their "
+                     "memory streams sharing links max-min fairly, their port requests queueing at "
+                     "shared switches, started by the plan's concurrency limits. Prints the fleet "
+                     "summary and writes RESULTS/<fleet name>/records.parquet, records.csv, "
+                     "summary.json and timeline.png.")
+    p.epilog = "Example: pausecast evacuate examples/evacuation.toml --set plan.max_per_source_host=1"
     p.add_argument("fleet", help="fleet TOML file (see examples/evacuation.toml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one fleet key, value in TOML syntax (repeatable), "

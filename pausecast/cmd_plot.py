@@ -8,15 +8,13 @@ from pathlib import Path
 from . import plots
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "plot", help="draw the standard figures of a sweep's results",
-        description="Draws figures from a sweep's results folder as PNG and SVG: downtime-curves (pause "
-                    "window, network outage and QEMU downtime against the downtime limit, one line per "
-                    "dirty rate), convergence-map (dirty rate x bandwidth, total time as colour, the "
-                    "non-converging cells marked), pause-breakdown (the pause window's parts across a "
-                    "swept parameter), cdf (pause windows of a fleet sweep or of replicates).",
-        epilog="Example: pausecast plot results/what-if --kind convergence-map")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Draws figures from a sweep's results folder as PNG and SVG: downtime-curves (pause "
+                     "window, network outage and QEMU downtime against the downtime limit, one line per "
+                     "dirty rate), convergence-map (dirty rate x bandwidth, total time as colour, the "
+                     "non-converging cells marked), pause-breakdown (the pause window's parts across a "
+                     "swept parameter), cdf (pause windows of a fleet sweep or of replicates).")
+    p.epilog = "Example: pausecast plot results/what-if --kind convergence-map"
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="a sweep's folder, e.g. results/what-if")
     p.add_argument("--kind", action="append", choices=plots.KINDS, metavar="KIND",
                    help=f"one of {', '.join(plots.KINDS)} (repeatable; default: every one the axes fit)")

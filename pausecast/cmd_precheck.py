@@ -22,20 +22,19 @@ EXIT_GO, EXIT_NO_GO, EXIT_ERROR = 0, 1, 2
 RANGE_STDERRS = 2.0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "precheck", help="go / no-go for a real migration of a running domain",
-        description="Reads the domain read-only from the source daemon (memory, vCPUs, NICs and their "
-                    "<virtualport>, its current max downtime and speed), measures its dirty rate with "
-                    "libvirt's dirty-rate calculation (or from the job stats when it is migrating "
-                    "already), builds a scenario, predicts the move and prints GO / NO-GO with the "
-                    "reasons, the predicted times and what would make it converge. It predicts the "
-                    "migration you will run: max downtime and bandwidth come from --max-downtime and "
-                    "--bandwidth, else from --scenario's [migration] (or --set), else from the "
-                    "domain's current settings, else the defaults; the report says which. Never "
-                    "changes the domain or the hosts. Exit codes: 0 go, 1 no-go, 2 error.",
-        epilog="Example: pausecast precheck web1 --src qemu+ssh://a/system --dst qemu+ssh://b/system "
-               "--scenario my-link.toml --write-scenario web1.toml")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Reads the domain read-only from the source daemon (memory, vCPUs, NICs and their "
+                     "<virtualport>, its current max downtime and speed), measures its dirty rate with "
+                     "libvirt's dirty-rate calculation (or from the job stats when it is migrating "
+                     "already), builds a scenario, predicts the move and prints GO / NO-GO with the "
+                     "reasons, the predicted times and what would make it converge. It predicts the "
+                     "migration you will run: max downtime and bandwidth come from --max-downtime and "
+                     "--bandwidth, else from --scenario's [migration] (or --set), else from the "
+                     "domain's current settings, else the defaults; the report says which. Never "
+                     "changes the domain or the hosts. Exit codes: 0 go, 1 no-go, 2 error, 3 cannot run "
+                     "here (the executor extra is not installed).")
+    p.epilog = ("Example: pausecast precheck web1 --src qemu+ssh://a/system --dst qemu+ssh://b/system "
+                "--scenario my-link.toml --write-scenario web1.toml")
     p.add_argument("domain", nargs="?", help="the running domain (default with --testbed: its guest)")
     p.add_argument("--src", metavar="URI", help="source libvirt URI")
     p.add_argument("--dst", metavar="URI", help="destination libvirt URI (checked to be reachable)")

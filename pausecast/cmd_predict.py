@@ -10,14 +10,12 @@ from .report import format_prediction, record_json
 from .sim import simulate
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "predict", help="predict one live migration with the SimPy engine",
-        description="Predicts one libvirt live migration: whether pre-copy converges, how many "
-                    "iterations, total time, QEMU's downtime, the pause window (both VMs paused) with "
-                    "its breakdown, the network outage, and a phase timeline.",
-        epilog="Examples: pausecast predict; pausecast predict examples/busy-database.toml --set "
-               "migration.max_downtime_ms=500 --json")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Predicts one libvirt live migration: whether pre-copy converges, how many "
+                     "iterations, total time, QEMU's downtime, the pause window (both VMs paused) with "
+                     "its breakdown, the network outage, and a phase timeline.")
+    p.epilog = ("Examples: pausecast predict; pausecast predict examples/busy-database.toml --set "
+                "migration.max_downtime_ms=500 --json")
     p.add_argument("scenario", nargs="?", help="scenario TOML file (default: the bundled default, "
                    "DESIGN.md's worked example)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",

@@ -13,17 +13,15 @@ from .run_results import strict_json, write_run
 from .targets import add_target_arguments, cannot_run_is_one_line, open_target
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run", help="run a scenario as a real live migration and record it",
-        description="Migrates a running VM with libvirt (protocol v3: peer-to-peer migrateToURI3 or "
-                    "managed direct migrate3, as [migration] mode says) with the scenario's max "
-                    "downtime, bandwidth and timeout, measures every phase, the pause window and the "
-                    "job statistics, and writes the same result record the simulator does (engine "
-                    "'executor') to RESULTS/runs/<time>-<scenario id>/ (record.json, raw.json) and a "
-                    "row to RESULTS/runs.csv. Exit code 1 when the VM stayed on the source.",
-        epilog="Examples: pausecast run examples/testbed-small.toml --testbed; pausecast run "
-               "my.toml --src qemu+ssh://a/system --dst qemu+ssh://b/system --domain web1")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Migrates a running VM with libvirt (protocol v3: peer-to-peer migrateToURI3 or "
+                     "managed direct migrate3, as [migration] mode says) with the scenario's max "
+                     "downtime, bandwidth and timeout, measures every phase, the pause window and the "
+                     "job statistics, and writes the same result record the simulator does (engine "
+                     "'executor') to RESULTS/runs/<time>-<scenario id>/ (record.json, raw.json) and a "
+                     "row to RESULTS/runs.csv. Exit code 1 when the VM stayed on the source.")
+    p.epilog = ("Examples: pausecast run examples/testbed-small.toml --testbed; pausecast run "
+                "my.toml --src qemu+ssh://a/system --dst qemu+ssh://b/system --domain web1")
     p.add_argument("scenario", help="scenario TOML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one scenario key, value in TOML syntax (repeatable)")

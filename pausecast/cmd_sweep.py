@@ -12,17 +12,15 @@ from .results_store import export_csv
 from .sweep_runner import RunOptions, run_sweep
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sweep", help="run a what-if sweep: a base scenario or fleet over axes of values",
-        description="Runs every point of a sweep file (a base scenario or fleet, and axes: value lists, "
-                    "linear or log ranges, random or Latin-hypercube samples, replicates) and writes "
-                    "RESULTS/<name>/: one Parquet row per run in chunks written atomically, and "
-                    "manifest.json (the resolved base, axes, seed entropy, package versions, git commit). "
-                    "Single-VM runs take the vectorised fast path where it is exact, the SimPy engine "
-                    "otherwise. The standard plots that fit the axes are drawn into RESULTS/<name>/plots.",
-        epilog="Examples: pausecast sweep examples/sweep-what-if.toml; ... --workers 1; ... --dask-local 4; "
-               "... --scheduler tcp://10.0.0.5:8786; after an interruption: ... --resume")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Runs every point of a sweep file (a base scenario or fleet, and axes: value lists, "
+                     "linear or log ranges, random or Latin-hypercube samples, replicates) and writes "
+                     "RESULTS/<name>/: one Parquet row per run in chunks written atomically, and "
+                     "manifest.json (the resolved base, axes, seed entropy, package versions, git commit). "
+                     "Single-VM runs take the vectorised fast path where it is exact, the SimPy engine "
+                     "otherwise. The standard plots that fit the axes are drawn into RESULTS/<name>/plots.")
+    p.epilog = ("Examples: pausecast sweep examples/sweep-what-if.toml; ... --workers 1; ... --dask-local 4; "
+                "... --scheduler tcp://10.0.0.5:8786; after an interruption: ... --resume")
     p.add_argument("sweep", help="sweep TOML file (see examples/sweep-*.toml)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=0, metavar="N",

@@ -16,15 +16,13 @@ from .run_results import strict_json
 from .targets import cannot_run_is_one_line
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "testbed", help="bring the local two-host libvirt testbed up or down, or show it",
-        description="Two libvirt daemons on this machine, each in its own namespaces (its own hostname, "
-                    "host UUID, /run, /etc/libvirt), joined by a veth pair shaped with tc; QEMU uses KVM "
-                    "where it works and TCG otherwise. 'down' leaves no process, mount, namespace or link "
-                    "behind and is safe to run twice or after a crash. Needs root.",
-        epilog="Examples: pausecast testbed up --scenario examples/testbed-small.toml; "
-               "pausecast testbed status --json; pausecast testbed down")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Two libvirt daemons on this machine, each in its own namespaces (its own hostname, "
+                     "host UUID, /run, /etc/libvirt), joined by a veth pair shaped with tc; QEMU uses KVM "
+                     "where it works and TCG otherwise. 'down' leaves no process, mount, namespace or link "
+                     "behind and is safe to run twice or after a crash. Needs root.")
+    p.epilog = ("Examples: pausecast testbed up --scenario examples/testbed-small.toml; "
+                "pausecast testbed status --json; pausecast testbed down")
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--scenario", metavar="S.toml",
                    help="up: shape the link from the scenario's [link] (bandwidth; a delay only where the "

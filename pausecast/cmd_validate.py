@@ -23,19 +23,17 @@ from .validation import FIGURES, Comparison, figure_value, median_finite, median
 from .validation_report import write_report
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "validate", help="predict a scenario and run it for real; compare every figure",
-        description="Predicts the scenario with the simulator, runs it REPEAT times as a real migration "
-                    "and prints prediction and measurement side by side with the error of each figure. "
-                    "With --matrix, does so for every point of a matrix (a sweep file: a base scenario "
-                    "and [[axes]] of values) and writes a validation report to RESULTS/validation/"
-                    "<name>-<time>/: table.csv/.parquet, runs.csv/.parquet, report.md and "
-                    "predicted_vs_measured.png. Exit code 1 when the accuracy target is not met. "
-                    "A migration predicted to fail that fails counts as right. Cold starts: "
-                    f"{COLD_START_RULE}.",
-        epilog="Examples: pausecast validate examples/testbed-small.toml --testbed --repeat 3; "
-               "pausecast validate --matrix examples/validation-matrix.toml --testbed")
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Predicts the scenario with the simulator, runs it REPEAT times as a real migration "
+                     "and prints prediction and measurement side by side with the error of each figure. "
+                     "With --matrix, does so for every point of a matrix (a sweep file: a base scenario "
+                     "and [[axes]] of values) and writes a validation report to RESULTS/validation/"
+                     "<name>-<time>/: table.csv/.parquet, runs.csv/.parquet, report.md and "
+                     "predicted_vs_measured.png. Exit code 1 when the accuracy target is not met. "
+                     "A migration predicted to fail that fails counts as right. Cold starts: "
+                     f"{COLD_START_RULE}.")
+    p.epilog = ("Examples: pausecast validate examples/testbed-small.toml --testbed --repeat 3; "
+                "pausecast validate --matrix examples/validation-matrix.toml --testbed")
     p.add_argument("scenario", nargs="?", help="scenario TOML file (or give --matrix)")
     p.add_argument("--matrix", metavar="MATRIX.toml", help="a matrix of scenarios (sweep file format)")
     p.add_argument("--repeat", type=int, metavar="N",
