@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import provenance
 from .models.errors import ScenarioError
 
 # exit codes: 0 success; 1 a verdict the caller asked about went the other way (e.g. no-go); 2 bad input;
@@ -57,12 +58,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Predict, then measure, how long a VM is frozen when libvirt live-migrates it "
                     "(protocol v3: Begin, Prepare, Perform, Finish, Confirm).",
         epilog="Run 'pausecast COMMAND --help' for each command's options.")
+    parser.add_argument("--version", action=_PrintVersion)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for c in COMMANDS:
         p = sub.add_parser(c.name, help=c.help)
         if c.name == command:
             importlib.import_module(f".{c.module}", __package__).register(p)
     return parser
+
+
+class _PrintVersion(argparse.Action):
+    """--version, worked out only when asked for (it runs git)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version, and the git commit when run from a checkout, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(provenance.describe())
+        parser.exit()
 
 
 def _command_in(argv: Sequence[str]) -> Command | None:

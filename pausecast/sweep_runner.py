@@ -20,7 +20,6 @@ import multiprocessing
 import operator
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -37,6 +36,7 @@ from .models.fieldpaths import with_values
 from .models.record import COLUMN_DTYPES
 from .models.sweep import Sweep, design, fleet_at, fresh_entropy, point_count, point_ids, point_values
 from .models.sweep import replicate_seeds as spawn_replicate_seeds
+from .provenance import git_state
 from .results_store import ResultsStore
 from .sim import fast, predict
 
@@ -267,7 +267,7 @@ def _manifest(sweep: Sweep, entropy: int, columns: dict[str, np.ndarray], n_runs
         "seed_given": sweep.seed is not None, "points": point_count(columns), "runs": n_runs,
         "chunk_runs": chunk_runs, "fast_path": use_fast,
         "columns": {"run": list(RUN_COLUMNS), "axes": list(sweep.fields)},
-        "versions": _versions(), "git": _git_state(Path(__file__).resolve().parent.parent),
+        "versions": _versions(), "git": git_state(),
     }
 
 
@@ -283,21 +283,6 @@ def _versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def _git_state(tree: Path) -> dict[str, Any]:
-    """The commit the code ran from, and whether the tree had changes on top of it."""
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, timeout=10,
-                                  check=True)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": bool(changes) if changes is not None else None}
 
 
 # ---------------------------------------------------------------------------------------------------

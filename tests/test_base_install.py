@@ -2,7 +2,9 @@
 without the executor's libvirt and pyroute2 and without numba, and the executor's commands say in one
 line what to install. Each case runs the CLI in a fresh interpreter where those modules do not import."""
 
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,8 @@ import pytest
 
 from pausecast.cli import COMMANDS
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
 MISSING = ("pyroute2", "libvirt", "numba")
 PLANNERS = ("predict", "evacuate", "sweep", "plot")
 # runs `main(argv)` as on a base install, then writes its exit code and the modules it loaded to a file
@@ -107,3 +110,12 @@ def test_the_executors_commands_say_in_one_line_what_to_install(name, args, tmp_
     assert line.startswith(f"pausecast: cannot run: 'pausecast {name}' needs the executor extra (")
     assert "libvirt" in line and line.endswith("): pip install 'pausecast[executor]'")
     assert commands_loaded(modules) == [name]
+
+
+def test_version_names_the_package_and_the_commit_of_this_checkout(tmp_path):
+    done, code, _ = base_install(tmp_path, "--version")
+    assert code == 0
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    version = importlib.metadata.version("pausecast")
+    assert re.fullmatch(rf"pausecast {re.escape(version)} \(git {head[:7]}(-dirty)?\)\n", done.stdout)

@@ -1,5 +1,6 @@
 """The command line as a user meets it: output, JSON, one-line errors with a non-zero exit."""
 
+import importlib.metadata
 import json
 import math
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import pausecast
+from pausecast import provenance
 from pausecast.cli import main
 from pausecast.models.record import REQUIRED_COLUMNS
 
@@ -77,3 +80,18 @@ def test_console_script_is_installed():
     assert script.exists()
     done = subprocess.run([str(script), "predict", "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and json.loads(done.stdout)["converged"] is True
+
+
+def test_version_outside_a_checkout_is_the_version_alone(tmp_path, monkeypatch):
+    outside = provenance.git_state(tmp_path)
+    assert outside == {"commit": None, "dirty": None}
+    monkeypatch.setattr(provenance, "git_state", lambda: outside)
+    assert provenance.describe() == f"pausecast {importlib.metadata.version('pausecast')}"
+
+
+def test_version_of_a_tree_never_installed_is_the_packages_own(monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert provenance.package_version() == pausecast.__version__
