@@ -22,7 +22,8 @@ def package_version() -> str:
 
 
 def git_state(tree: Path = SOURCE_TREE) -> dict[str, Any]:
-    """The commit the code runs from, and whether the tree has changes on top of it."""
+    """The commit the code runs from, and whether the tree has changes on top of it (None for both
+    when `tree` is not the top of a git checkout)."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, timeout=10,
@@ -31,7 +32,10 @@ def git_state(tree: Path = SOURCE_TREE) -> dict[str, Any]:
             return None
         return done.stdout.strip()
 
-    commit = git("rev-parse", "HEAD")
+    # only the tree's own checkout: a copy installed into a venv that sits inside some other checkout
+    # (or a clone of this one) is not that checkout's HEAD
+    top = git("rev-parse", "--show-toplevel")
+    commit = git("rev-parse", "HEAD") if top and Path(top).resolve() == tree.resolve() else None
     changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {"commit": commit, "dirty": bool(changes) if changes is not None else None}
 

@@ -89,6 +89,16 @@ def test_version_outside_a_checkout_is_the_version_alone(tmp_path, monkeypatch):
     assert provenance.describe() == f"pausecast {importlib.metadata.version('pausecast')}"
 
 
+def test_an_installed_copy_inside_a_checkout_claims_no_commit(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "a project with a venv in it"], check=True)
+    site_packages = tmp_path / ".venv" / "lib" / "site-packages"
+    site_packages.mkdir(parents=True)
+    assert provenance.git_state(site_packages) == {"commit": None, "dirty": None}
+    assert provenance.git_state(tmp_path)["commit"]
+
+
 def test_version_of_a_tree_never_installed_is_the_packages_own(monkeypatch):
     def not_installed(name):
         raise importlib.metadata.PackageNotFoundError(name)
