@@ -8,12 +8,13 @@ demo:
 	$(VENV)/bin/pausecast predict examples/busy-database.toml
 
 test:
-	scripts/bootstrap.sh dev,dist,executor
+	scripts/bootstrap.sh dev,dist,executor,fast
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 
+# fast: benchmarks/bench_sweep.py times the compiled fast path
 bench:
-	scripts/bootstrap.sh
+	scripts/bootstrap.sh fast
 	$(VENV)/bin/python benchmarks/bench_predict.py
 
 clean:

@@ -32,8 +32,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted sweep: keep the chunks already written, run the rest")
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
-                   help="use the vectorised fast path where it is exact (default: yes); --no-fast runs "
-                        "every point with the SimPy engine")
+                   help="use the vectorised fast path where it is exact (default: yes, when numba is "
+                        "installed: pausecast[fast]); --no-fast runs every point with the SimPy engine")
     p.add_argument("--csv", action="store_true", help="also write RESULTS/<name>/results.csv")
     p.add_argument("--results", default="results", metavar="DIR",
                    help="where the sweep's folder goes (default: results)")

@@ -7,7 +7,8 @@ computed in this process (--workers 1), in local processes (the default), or on 
 (--scheduler, --dask-local); only this process writes files, so remote workers need none of them.
 
 `run_task` is the one place that knows what a run is: a single VM goes through the fast path when
-that is exact (sim/fast.py) and the SimPy engine otherwise; a fleet goes through the fleet engine.
+that is exact (sim/fast.py) and the sweep may use it, the SimPy engine otherwise; a fleet goes through
+the fleet engine. `run_sweep` decides once whether the sweep may: asked for, and numba installed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import multiprocessing
 import operator
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -61,7 +63,7 @@ class RunOptions:
     scheduler: str = ""
     dask_local: int = 0
     resume: bool = False
-    # the fast path wherever it is exact; False = the SimPy engine for every run
+    # the fast path wherever it is exact (and numba is installed); False = the SimPy engine for every run
     fast: bool = True
     # runs per chunk; 0 = chosen from the sweep's size
     chunk_runs: int = 0
@@ -175,9 +177,10 @@ def run_sweep(sweep: Sweep, root: Path, options: RunOptions) -> SweepRun:
     seeds = spawn_replicate_seeds(sweep.replicates, entropy)
     n_runs = point_count(columns) * sweep.replicates
     workers = _worker_count(options)
+    use_fast = _fast_path_allowed(sweep, options.fast)
     chunk_runs = (previous or {}).get("chunk_runs") or options.chunk_runs or _chunk_runs(
-        sweep, columns, options.fast, n_runs, workers)
-    manifest = _manifest(sweep, entropy, columns, n_runs, chunk_runs, options.fast)
+        sweep, columns, use_fast, n_runs, workers)
+    manifest = _manifest(sweep, entropy, columns, n_runs, chunk_runs, use_fast)
     if previous is not None:
         _check_same_sweep(previous, manifest, store.root)
         manifest["created"] = previous.get("created", manifest["created"])
@@ -187,7 +190,7 @@ def run_sweep(sweep: Sweep, root: Path, options: RunOptions) -> SweepRun:
     done = store.done_chunks()
     todo = [i for i in range(math.ceil(n_runs / chunk_runs)) if i not in done]
     left = sum(min(chunk_runs, n_runs - i * chunk_runs) for i in todo)
-    job = Job(sweep, options.fast)
+    job = Job(sweep, use_fast)
     computed = 0
     tasks = (_task(i, chunk_runs, n_runs, sweep.replicates, columns, seeds) for i in todo)
     # one chunk cannot be shared out: starting processes would only cost time
@@ -210,6 +213,17 @@ def _task(chunk: int, chunk_runs: int, n_runs: int, replicates: int, columns: di
     points = runs // replicates
     return Task(chunk, runs, replicates, {f: col[points] for f, col in columns.items()},
                 seeds[runs % replicates])
+
+
+def _fast_path_allowed(sweep: Sweep, asked: bool) -> bool:
+    """The fast path as asked for, unless numba is missing here: then every run goes to the SimPy
+    engine, which gives the same numbers more slowly, and the manifest says so. A fleet never takes
+    the fast path, so it needs no numba."""
+    if not asked or sweep.kind == "fleet" or fast.available():
+        return asked
+    print("pausecast: numba not installed: sweeps run in the SimPy engine; pip install 'pausecast[fast]' "
+          "for the compiled fast path", file=sys.stderr)
+    return False
 
 
 def _worker_count(options: RunOptions) -> int:

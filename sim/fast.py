@@ -11,6 +11,7 @@ tests/test_fast_path.py holds the two together.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -49,6 +50,16 @@ IDENTITY = ("scenario_id", "engine", "seed", "scenario_name")
 _NOT_REACHED = ("downtime_ms", "final_copy_ms", "handshake_ms", "finish_rpc_ms", "finish_work_ms",
                 "association_wait_ms", "resume_ms", "disassociation_ms", "pause_window_ms",
                 "network_outage_ms", "dirty_rate_pages_s")
+
+
+def available() -> bool:
+    """Whether numba, which compiles the pre-copy loop (sim/compiled.py), imports here: it is the
+    `fast` extra, not a base dependency."""
+    try:
+        importlib.import_module("numba")
+    except ImportError:
+        return False
+    return True
 
 
 def eligible(columns: Mapping[str, Any]) -> np.ndarray:

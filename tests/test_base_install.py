@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pausecast.cli import COMMANDS
+from pausecast.results_store import load_results
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -92,6 +93,43 @@ def test_evacuate_loads_neither_the_executor_nor_numba(tmp_path):
     assert "VMs              13: 13 migrated" in done.stdout
     assert (tmp_path / "results" / "rack-a-drain" / "records.parquet").is_file()
     assert commands_loaded(modules) == ["evacuate"]
+    assert_nothing_optional_loaded(modules)
+
+
+TINY_SWEEP = """
+name = "tiny"
+seed = 1
+[base]
+vm = { memory_mib = 1024 }
+[[axes]]
+field = "vm.dirty.rate_mib_s"
+values = [10, 100, 400]
+[[axes]]
+field = "migration.max_downtime_ms"
+values = [50, 300]
+"""
+
+
+def test_sweep_and_plot_run_in_the_simpy_engine_without_numba(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY_SWEEP)
+    done, code, modules = base_install(tmp_path, "sweep", "tiny.toml", "--workers", "1", "--quiet",
+                                       "--no-plots", "--results", "results")
+    assert code == 0
+    assert done.stdout.startswith("pausecast: sweep tiny: 6 runs (6 computed now)")
+    [note] = done.stderr.splitlines()
+    assert note.startswith("pausecast: numba not installed: sweeps run in the SimPy engine")
+    root = tmp_path / "results" / "tiny"
+    rows = load_results(root)
+    assert len(rows) == 6 and set(rows["engine"]) == {"sim"}
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["fast_path"] is False
+    assert commands_loaded(modules) == ["sweep"]
+    assert_nothing_optional_loaded(modules)
+
+    done, code, modules = base_install(tmp_path, "plot", "results/tiny", "--kind", "downtime-curves")
+    assert code == 0
+    assert (root / "plots" / "downtime-curves.png").is_file()
+    assert commands_loaded(modules) == ["plot"]
     assert_nothing_optional_loaded(modules)
 
 

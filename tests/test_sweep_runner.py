@@ -13,6 +13,7 @@ from pausecast.models.fleet import fleet_from_dict
 from pausecast.models.record import COLUMNS
 from pausecast.models.sweep import load_sweep, sweep_from_dict
 from pausecast.results_store import ResultsStore, load_results
+from pausecast.sim import fast
 from pausecast.sim.fleet import simulate_fleet
 from pausecast.sweep_runner import RunOptions, run_sweep
 
@@ -69,6 +70,17 @@ def test_fast_rows_equal_the_simpy_engines(tmp_path):
     numbers = [c for c in COLUMNS if c not in ("engine", "scenario_id", "failure", "forced", "scenario_name")]
     pd.testing.assert_frame_equal(fast[numbers], sim[numbers], rtol=1e-9)
     assert fast["scenario_id"].tolist() == sim["scenario_id"].tolist()
+
+
+def test_without_numba_every_run_goes_to_the_simpy_engine_and_the_manifest_says_so(tmp_path, monkeypatch,
+                                                                                 capsys):
+    monkeypatch.setattr(fast, "available", lambda: False)
+    done = run_sweep(load_sweep(write(tmp_path, MIXED)), tmp_path / "out", IN_PROCESS)
+    assert (load_results(done.root)["engine"] == "sim").all()
+    assert json.loads((done.root / "manifest.json").read_text())["fast_path"] is False
+    [note] = capsys.readouterr().err.splitlines()
+    assert note == ("pausecast: numba not installed: sweeps run in the SimPy engine; "
+                    "pip install 'pausecast[fast]' for the compiled fast path")
 
 
 def test_manifest_records_what_the_results_depend_on(tmp_path):
