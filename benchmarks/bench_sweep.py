@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from pausecast.models.sweep import design, scenario_at, sweep_from_dict
+from pausecast.runs.sweep import RunOptions, run_sweep
 from pausecast.sim import fast, predict
-from pausecast.sweep_runner import RunOptions, run_sweep
 
 BANDWIDTHS_MBIT_S = [1000, 10000, 25000]
 FAST_TARGET_PER_S = 1_000_000

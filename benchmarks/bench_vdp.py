@@ -10,8 +10,8 @@ import argparse
 import statistics
 import uuid
 
-from pausecast.executor.vdp import PortRequest, VsiProfile
-from pausecast.executor.vdp_lab import STATION_IF, VdpLab
+from pausecast.executor.testbed.lab import STATION_IF, VdpLab
+from pausecast.executor.vdp.station import PortRequest, VsiProfile
 from pausecast.models.scenario import SwitchSpec
 
 GUEST_MAC = "52:54:00:88:00:01"

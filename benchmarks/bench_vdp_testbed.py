@@ -8,8 +8,8 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from pausecast.executor.testbed_run import run_on_testbed
-from pausecast.executor.testbed_vdp import VdpTestbed
+from pausecast.executor.testbed.qbg import VdpTestbed
+from pausecast.executor.testbed.run import run_on_testbed
 from pausecast.models.scenario import SwitchSpec, load_scenario
 from pausecast.sim.engine import predict
 

@@ -33,8 +33,8 @@ import pandas as pd
 from IPython.display import Image
 
 from pausecast.models.fleet import load_fleet
+from pausecast.report.timeline import timeline_figure
 from pausecast.sim.fleet import simulate_fleet
-from pausecast.timeline_plot import timeline_figure
 
 SMOKE = os.environ.get("SMOKE") == "1"
 FLEET = Path("..") / "examples" / "evacuation.toml"

@@ -53,7 +53,7 @@ def machine_overheads(tmp_path_factory) -> Path:
     --testbed`, the README's way): a calibration belongs to the machine it was measured on, so the
     testbed tests predict with this one, never with a profile from another machine."""
     from pausecast.cli import main
-    from pausecast.executor.testbed import Testbed
+    from pausecast.executor.testbed.hosts import Testbed
 
     out = tmp_path_factory.mktemp("calibration")
     profile = out / "overheads.toml"

@@ -4,7 +4,7 @@ tests/test_operator_hosts.py.
 tests/files/operator-hosts.sh sets the hosts up with nothing but `ip netns`, `unshare`, `mount --bind`
 and `libvirtd --daemon --listen`; this module wraps it for the tests and looks at what it built from
 the outside: libvirt's own view of each host (virsh, virt-admin, libvirt-python through the daemons'
-UNIX sockets) and /proc. It deliberately knows nothing of pausecast.executor.testbed, so that the
+UNIX sockets) and /proc. It deliberately knows nothing of pausecast.executor.testbed.hosts, so that the
 real-host commands are tested against hosts pausecast did not configure.
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pausecast.cli import COMMANDS
-from pausecast.results_store import load_results
+from pausecast.runs.store import load_results
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -45,7 +45,10 @@ def base_install(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProces
 
 
 def commands_loaded(modules: list[str]) -> list[str]:
-    return sorted(m.removeprefix("pausecast.cmd_") for m in modules if m.startswith("pausecast.cmd_"))
+    from pausecast.cli import COMMANDS
+
+    command_modules = {f"pausecast.cli.{c.module}": c.module for c in COMMANDS}
+    return sorted(command_modules[m] for m in modules if m in command_modules)
 
 
 def assert_nothing_optional_loaded(modules: list[str]) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import pausecast
-from pausecast import provenance
 from pausecast.cli import main
 from pausecast.models.record import REQUIRED_COLUMNS
+from pausecast.runs import provenance
 
 from .test_scenario import SINGLE_VM_EXAMPLES
 

@@ -12,14 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pausecast.analysis.calibration import (
+    CalibrationError,
+    cold_start_runs,
+    combine,
+    fit_switch,
+    overheads_of,
+)
+from pausecast.analysis.validation import Comparison, median_record, verdict
 from pausecast.cli import main
-from pausecast.executor.calibrate import CalibrationError, cold_start_runs, combine, fit_switch, overheads_of
-from pausecast.executor.daemon_log import LogTail, parse_log
-from pausecast.executor.events import lifecycle_name
-from pausecast.executor.guest_domain import STRIDE_ONE
-from pausecast.executor.jobinfo import JOB_COMPLETED, JobInfo
-from pausecast.executor.measure import Observations, PortObservation, build_record
-from pausecast.executor.scenario_map import RESERVED_MIB, delay_to_apply_ms, guest_for
+from pausecast.cli.progress import ProgressLine
+from pausecast.executor.migration.daemon_log import LogTail, parse_log
+from pausecast.executor.migration.events import lifecycle_name
+from pausecast.executor.migration.jobinfo import JOB_COMPLETED, JobInfo
+from pausecast.executor.migration.measure import Observations, PortObservation, build_record
+from pausecast.executor.testbed.guest_domain import STRIDE_ONE
+from pausecast.executor.testbed.scenario_map import RESERVED_MIB, delay_to_apply_ms, guest_for
 from pausecast.models import switchover as rule
 from pausecast.models.association import sample_service_s
 from pausecast.models.dirty import ConstantDirty, dirty_model_for
@@ -29,10 +37,8 @@ from pausecast.models.overheads import OVERHEAD_FIELDS, load_overheads_profile
 from pausecast.models.record import MigrationRecord
 from pausecast.models.scenario import SwitchSpec
 from pausecast.models.units import s_to_ms
-from pausecast.progress import ProgressLine
-from pausecast.run_results import strict_json
+from pausecast.runs.run_files import strict_json
 from pausecast.sim import fast, predict
-from pausecast.validation import Comparison, median_record, verdict
 
 from .conftest import make
 
@@ -286,7 +292,7 @@ def test_calibrated_costs_add_up_to_the_measured_run():
 
 
 def test_virshs_persistent_and_undefinesource_become_libvirts_flags():
-    from pausecast.executor.migrate import Endpoints, migration_call
+    from pausecast.executor.migration.migrate import Endpoints, migration_call
 
     # include/libvirt/libvirt-domain.h: VIR_MIGRATE_LIVE 1 << 0, _PEER2PEER 1 << 1, _PERSIST_DEST 1 << 3,
     # _UNDEFINE_SOURCE 1 << 4; off by default, as in virsh
@@ -298,7 +304,7 @@ def test_virshs_persistent_and_undefinesource_become_libvirts_flags():
 
 
 def test_calibration_migrates_as_the_scenario_says_without_its_timeout():
-    from pausecast.cmd_calibrate import idle_scenario
+    from pausecast.cli.calibrate import idle_scenario
 
     base = make(migration={"mode": "direct", "persistent": True, "timeout_s": 30.0, "bandwidth_mib_s": 64.0})
     idle = idle_scenario(base)

@@ -49,7 +49,7 @@ profile = "{{profile}}"
 
 @pytest.fixture(scope="module")
 def tb():
-    from pausecast.executor.testbed import Testbed
+    from pausecast.executor.testbed.hosts import Testbed
 
     bed = Testbed(state_dir=STATE_DIR, bandwidth_mbit_s=1000)
     bed.down()
@@ -83,7 +83,7 @@ def assert_source_keeps_running(tb, name: str) -> None:
     page counter advance in its serial log."""
     import libvirt
 
-    from pausecast.executor.guest_domain import read_progress
+    from pausecast.executor.testbed.guest_domain import read_progress
 
     dom = tb.connect("pc-src").lookupByName(name)
     assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
@@ -147,7 +147,7 @@ def test_the_records_counters_agree_with_qemus_events_and_the_guest(p2p):
 
 
 def test_events_come_from_both_daemons(tb, scenario_file):
-    from pausecast.executor.testbed_run import run_on_testbed
+    from pausecast.executor.testbed.run import run_on_testbed
 
     m = run_on_testbed(tb, _scenario(scenario_file, 'migration.mode="direct"'))
     seen = {(e.host, e.kind, e.name, e.detail) for e in m.events}
@@ -212,7 +212,7 @@ def test_validate_matrix_writes_the_report(tb, scenario_file, tmp_path, capsys):
 
 def _fault_run(tb, scenario, inject):
     """Runs the scenario, calling inject() once the live phase has sent 16 MiB."""
-    from pausecast.executor.testbed_run import GUEST_NAME, run_on_testbed
+    from pausecast.executor.testbed.run import GUEST_NAME, run_on_testbed
 
     fired: list[float] = []
 
@@ -250,7 +250,7 @@ def test_link_cut_during_perform(tb, scenario_file):
 
 
 def test_timeout_reached_aborts_and_the_source_keeps_running(tb, scenario_file):
-    from pausecast.executor.testbed_run import GUEST_NAME, run_on_testbed
+    from pausecast.executor.testbed.run import GUEST_NAME, run_on_testbed
     from pausecast.sim import predict
 
     # 12,800 pages/s (50 MiB/s) against a 32 MiB/s cap never converges; a 4 s timeout aborts it

@@ -9,8 +9,8 @@ import pytest
 from pausecast.cli import main
 from pausecast.models.fleet import load_fleet
 from pausecast.models.record import REQUIRED_COLUMNS
+from pausecast.report.timeline import timeline_figure
 from pausecast.sim.fleet import FLEET_COLUMNS, simulate_fleet
-from pausecast.timeline_plot import timeline_figure
 
 from .test_fleet import QBH_TINY, SLOW_SWITCH, two_host_fleet
 

@@ -1,6 +1,6 @@
 """The real-host path of `run`, `calibrate`, `validate` and `precheck`, on hosts pausecast did not set
 up: two libvirtd daemons configured as an operator configures them (tests/files/operator-hosts.sh,
-no pausecast.executor.testbed), the operator's own domain defined on one of them, and the commands
+no pausecast.executor.testbed.hosts), the operator's own domain defined on one of them, and the commands
 given nothing but --src/--dst/--domain and the other real-host flags. Root only; under a minute with
 TCG. One run at a time: the hosts' names and state dir are fixed.
 
@@ -46,7 +46,7 @@ RATE_PAGES = 1000
 PAGE = 4096
 # the region's pages spread evenly over the RAM it may use (all but the first 2 MiB, where the BIOS and
 # the kernel are, and the last), so QEMU's walk meets written and zero pages mixed, as in a real VM;
-# in the guest's 16.16 fixed point (executor/guest/dirtier.c)
+# in the guest's 16.16 fixed point (executor/testbed/files/dirtier.c)
 STRIDE_FP = (MEMORY_MIB - 3) * 65536 // REGION_MIB
 GUEST_CMDLINE = (f"rate_pages={RATE_PAGES} region_mib={REGION_MIB} stride_fp={STRIDE_FP} scatter=1 "
                  "pm_timer=1 report_ms=1000")
@@ -129,8 +129,8 @@ class Guest:
 
 @pytest.fixture(scope="module")
 def guest(hosts):
-    from pausecast.executor.guest_build import build_guest
-    from pausecast.executor.testbed import detect_virt_type
+    from pausecast.executor.testbed.guest_build import build_guest
+    from pausecast.executor.testbed.hosts import detect_virt_type
 
     built = build_guest()
     virt_type, _why = detect_virt_type(built)
@@ -409,7 +409,7 @@ def validated(hosts, moved_back, calibrated, files, tmp_path_factory):
 
 
 def test_validate_prints_prediction_and_measurement_side_by_side(validated):
-    from pausecast.validation import FIGURES
+    from pausecast.analysis.validation import FIGURES
 
     cli, results = validated
     assert cli.code in (0, 1), cli  # the accuracy target met or not: either is a verdict

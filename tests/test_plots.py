@@ -6,10 +6,10 @@ from matplotlib.collections import QuadMesh
 from matplotlib.container import BarContainer
 from matplotlib.patches import Rectangle
 
-from pausecast import plots
 from pausecast.cli import main
 from pausecast.models.sweep import sweep_from_dict
-from pausecast.sweep_runner import RunOptions, run_sweep
+from pausecast.report import plots
+from pausecast.runs.sweep import RunOptions, run_sweep
 
 DIRTY_MIB_S = [25, 100, 400]
 BANDWIDTHS_MBIT_S = [1000, 10000]

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pausecast.executor.precheck import (
+from pausecast.executor.migration.precheck import (
     SAMPLED_MIB_PER_PAGE,
     DirtyRate,
     DomainFacts,

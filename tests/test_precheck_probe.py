@@ -23,7 +23,7 @@ POLL_MS = 125.0  # libvirt virnetdevvportprofile.c STATUS_POLL_INTERVL_USEC
 
 @pytest.fixture(scope="module")
 def tb():
-    from pausecast.executor.testbed_vdp import VdpTestbed
+    from pausecast.executor.testbed.qbg import VdpTestbed
     from pausecast.models.scenario import SwitchSpec
 
     bed = VdpTestbed(state_dir=STATE_DIR, switch=SwitchSpec(service_time_ms=SWITCH_MS))
@@ -53,9 +53,9 @@ def _precheck(tb, tmp_path: Path, capsys, *flags: str) -> tuple[int, dict, objec
 
 
 def test_probe_switch_times_a_test_vsi_and_leaves_nothing_behind(tb, tmp_path, capsys):
-    from pausecast.executor.precheck import lldpad_client
-    from pausecast.executor.testbed import SRC
-    from pausecast.executor.testbed_vdp import VXLAN_IF
+    from pausecast.executor.migration.precheck import lldpad_client
+    from pausecast.executor.testbed.hosts import SRC
+    from pausecast.executor.testbed.qbg import VXLAN_IF
 
     dom = tb.connect(SRC).lookupByName(NAME)
     before = _snapshot(dom)

@@ -66,7 +66,7 @@ SOCKET_BACKLOG_MIB = 1.55
 
 @pytest.fixture(scope="module")
 def tb():
-    from pausecast.executor.testbed import Testbed
+    from pausecast.executor.testbed.hosts import Testbed
 
     bed = Testbed(state_dir=STATE_DIR)
     bed.down()
@@ -94,8 +94,8 @@ def _with_rate(s, rate_mib_s: float):
 
 def _start(tb, real):
     """Shapes the link, boots the guest with the operator's settings, lets it reach its rate."""
-    from pausecast.executor.scenario_map import guest_for
-    from pausecast.executor.testbed_run import WARMUP_S, shape_for
+    from pausecast.executor.testbed.run import WARMUP_S, shape_for
+    from pausecast.executor.testbed.scenario_map import guest_for
 
     rtt_ms = shape_for(tb, real)
     plan = guest_for(real)
@@ -161,7 +161,7 @@ def _total_bounds_s(scenario, measured, predicted) -> tuple[float, float]:
     """How far one run's total may lie below and above the prediction: the validation's 3 % (a median
     over points; unloaded runs here missed by 0.1-2.8 %) and one check interval either way; above, also
     the fixed phases' stretch."""
-    from pausecast.validation import TOTAL_TARGET
+    from pausecast.analysis.validation import TOTAL_TARGET
 
     either = TOTAL_TARGET * measured.total_time_s + _check_s(scenario)
     stretch_s = sum(max(0.0, _phase_s(measured, p) - _phase_s(predicted, p)) for p in FIXED_PHASES)
@@ -179,9 +179,9 @@ def _pause_bounds_ms(scenario, measured, predicted) -> tuple[float, float]:
     in the model. Without it, unloaded runs came out 30-90 ms above the model link-bound (2-17 ms
     cap-bound). Not covered: a final copy slowed by a CPU shared with another testbed (109 ms where
     the model says 60, once)."""
+    from pausecast.analysis.validation import pause_allowance_ms
     from pausecast.models.units import s_to_ms
     from pausecast.sim.engine import LinkRates
-    from pausecast.validation import pause_allowance_ms
 
     rates = LinkRates.for_scenario(scenario)
     check_ms = s_to_ms(rates.live_bytes_s * _check_s(scenario) / rates.final_bytes_s)
@@ -207,8 +207,8 @@ CASES = [
 @pytest.mark.parametrize(("link_mbit_s", "cap_mib_s", "pages_s", "expect_go"), CASES)
 def test_precheck_verdict_and_figures_match_the_real_migration_and_change_nothing(
         tb, tmp_path, capsys, machine_overheads, link_mbit_s, cap_mib_s, pages_s, expect_go):
-    from pausecast.executor.migrate import migrate
-    from pausecast.executor.testbed_run import endpoints
+    from pausecast.executor.migration.migrate import migrate
+    from pausecast.executor.testbed.run import endpoints
     from pausecast.models.scenario import load_scenario
     from pausecast.sim import predict
 
@@ -270,9 +270,9 @@ def test_precheck_of_a_migrating_domain_reads_its_job_stats_and_leaves_the_job_a
     runs on the domain while it migrates."""
     import libvirt
 
-    from pausecast.executor.jobinfo import JobInfo
-    from pausecast.executor.migrate import migrate
-    from pausecast.executor.testbed_run import endpoints
+    from pausecast.executor.migration.jobinfo import JobInfo
+    from pausecast.executor.migration.migrate import migrate
+    from pausecast.executor.testbed.run import endpoints
 
     pages_s, cap_mib_s = 2000, 20
     real = _scenario(1000, cap_mib_s, pages_s, timeout_s=60.0, profile=machine_overheads)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pausecast.cli import main
-from pausecast.results_store import load_results
+from pausecast.runs.store import load_results
 
 distributed = pytest.importorskip("distributed")
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pausecast.cli import main
-from pausecast.results_store import ResultsStore, load_results
+from pausecast.runs.store import ResultsStore, load_results
 
 # 300 SimPy runs of ~10 ms (a switch under Poisson load needs the engine and a warm-up), in chunks of 5
 SWEEP = """

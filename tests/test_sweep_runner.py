@@ -12,10 +12,10 @@ from pausecast.cli import main
 from pausecast.models.fleet import fleet_from_dict
 from pausecast.models.record import COLUMNS
 from pausecast.models.sweep import load_sweep, sweep_from_dict
-from pausecast.results_store import ResultsStore, load_results
+from pausecast.runs.store import ResultsStore, load_results
+from pausecast.runs.sweep import RunOptions, run_sweep
 from pausecast.sim import fast
 from pausecast.sim.fleet import simulate_fleet
-from pausecast.sweep_runner import RunOptions, run_sweep
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 IN_PROCESS = RunOptions(workers=1, progress=False)

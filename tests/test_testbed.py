@@ -25,7 +25,7 @@ LINK_MBIT_S = 800  # tbf on the veth: the final copy runs at link speed
 
 @pytest.fixture(scope="module")
 def tb():
-    from pausecast.executor.testbed import Testbed
+    from pausecast.executor.testbed.hosts import Testbed
 
     bed = Testbed(state_dir=STATE_DIR, bandwidth_mbit_s=LINK_MBIT_S)
     bed.down()  # the remains of a crashed run, if any
@@ -39,7 +39,7 @@ def _migrate_watching(tb, dom, start):
     stats and the guest's progress; return (result or exception, samples)."""
     import libvirt
 
-    from pausecast.executor.guest_domain import read_progress
+    from pausecast.executor.testbed.guest_domain import read_progress
 
     src_host = dom.connect().getHostname()
     watcher = libvirt.open(tb.host(src_host).uri).lookupByUUID(dom.UUID())
@@ -73,7 +73,7 @@ def p2p_run(tb):
     """One real peer-to-peer live migration pc-src -> pc-dst of a 128 MiB guest dirtying 5000 pages/s."""
     import libvirt
 
-    from pausecast.executor.guest_domain import DirtySpec
+    from pausecast.executor.testbed.guest_domain import DirtySpec
 
     dom = tb.start_guest("mig1", memory_mib=128,
                          dirty=DirtySpec.constant(RATE_PAGES, REGION_MIB, report_ms=100))
@@ -104,7 +104,7 @@ def test_up_gives_two_distinct_hosts(tb):
 def test_p2p_migration_really_moves_the_guest(tb, p2p_run):
     import libvirt
 
-    from pausecast.executor.guest_domain import guest_faulted, read_progress
+    from pausecast.executor.testbed.guest_domain import guest_faulted, read_progress
 
     assert "error" not in p2p_run["out"], p2p_run["out"].get("error")
     dom = p2p_run["dom"]
@@ -143,7 +143,7 @@ def test_libvirt_dirty_rate_matches_the_guest(p2p_run):
     """QEMU's dirty-page rate (libvirt memory_dirty_rate) against what the guest actually wrote per
     second of host time over the same live phase. A linear sweep of 5000 pages/s over 16384 pages
     rewrites each page every ~3.3 s, longer than QEMU's ~1 s rate window, so distinct == written."""
-    from pausecast.executor.guest_domain import host_rate
+    from pausecast.executor.testbed.guest_domain import host_rate
 
     samples = p2p_run["samples"]
     live = [(t, p) for t, js, p in samples if js.get("type") == 2 and js.get("memory_iteration", 0) >= 1]
@@ -174,7 +174,7 @@ def test_managed_direct_migration_back(tb, p2p_run):
 def test_aborted_migration_leaves_source_running(tb):
     import libvirt
 
-    from pausecast.executor.guest_domain import DirtySpec, read_progress
+    from pausecast.executor.testbed.guest_domain import DirtySpec, read_progress
 
     dirty = DirtySpec.constant(RATE_PAGES, REGION_MIB, report_ms=100)
     dom = tb.start_guest("abort1", memory_mib=128, dirty=dirty)
@@ -198,7 +198,7 @@ def test_aborted_migration_leaves_source_running(tb):
 
 
 def test_down_leaves_nothing(tb):
-    from pausecast.executor.testbed import _ns_inode
+    from pausecast.executor.testbed.hosts import _ns_inode
 
     st = tb._load()
     netns = {h.netns_inode for h in st.hosts.values()}

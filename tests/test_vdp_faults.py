@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pausecast.executor.daemon_log import LogTail
-from pausecast.executor.measure import Observations, failure_text
-from pausecast.executor.migrate import stuck_vsi_after
-from pausecast.executor.testbed_vdp import interface_xml
-from pausecast.executor.vdp_faults import StuckVsi, StuckVsiError, diagnose, drops, qbg_instance_ids, refusals
+from pausecast.executor.migration.daemon_log import LogTail
+from pausecast.executor.migration.measure import Observations, failure_text
+from pausecast.executor.migration.migrate import stuck_vsi_after
+from pausecast.executor.testbed.qbg import interface_xml
+from pausecast.executor.vdp.faults import StuckVsi, StuckVsiError, diagnose, drops, qbg_instance_ids, refusals
 
 from .conftest import make
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from pausecast.executor.testbed import DST, SRC
-from pausecast.executor.vdp import (
+from pausecast.executor.testbed.hosts import DST, SRC
+from pausecast.executor.vdp.station import (
     PORT_SELF_VF,
     PORT_VDP_RESPONSE_SUCCESS,
     NetlinkError,

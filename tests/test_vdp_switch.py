@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from pyroute2.netns import create_socket
 
-from pausecast.executor.vdp import PortRequest, VsiProfile
-from pausecast.executor.vdp_lab import NETNS_DIR, STATION_IF, SWITCH_MAC, VdpLab, cleanup
-from pausecast.executor.vdp_switch import Bridge, keepalive_timeout_s, switch_argv
-from pausecast.executor.vdp_wire import (
+from pausecast.executor.testbed.lab import NETNS_DIR, STATION_IF, SWITCH_MAC, VdpLab, cleanup
+from pausecast.executor.vdp.bridge import Bridge, keepalive_timeout_s, switch_argv
+from pausecast.executor.vdp.station import PortRequest, VsiProfile
+from pausecast.executor.vdp.wire import (
     ETH_P_ECP,
     EcpFrame,
     EcpOp,
@@ -311,7 +311,7 @@ def test_switch_argv_carries_the_scenario_switch_section():
     spec = SwitchSpec(service_time_ms=250.0, service_distribution="lognormal", service_cv=0.5, capacity=3,
                       background_load_per_s=2.0, mode="refuse")
     argv = switch_argv("sw0", spec, "x.jsonl", seed=7)
-    assert argv[1:3] == ["-m", "pausecast.executor.vdp_switch"]
+    assert argv[1:3] == ["-m", "pausecast.executor.vdp.bridge"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=True))
     assert pairs == {"--iface": "sw0", "--log": "x.jsonl", "--seed": "7", "--service-time-ms": "250.0",
                      "--service-distribution": "lognormal", "--service-cv": "0.5", "--capacity": "3",
@@ -319,7 +319,7 @@ def test_switch_argv_carries_the_scenario_switch_section():
 
 
 def test_bad_switch_parameters_exit_2_with_one_line(capsys):
-    from pausecast.executor.vdp_switch import main
+    from pausecast.executor.vdp.bridge import main
 
     assert main(["--iface", "lo", "--log", "/dev/null", "--capacity", "0"]) == 2
     assert capsys.readouterr().err.strip() == "vdp_switch: switch.capacity = 0: allowed range [1, inf)"

@@ -1,5 +1,5 @@
 """802.1Qbg for real: live migrations of the test guest whose NIC carries a VDP port profile, on the
-testbed with one lldpad per host and the VDP emulator as the switch (executor/testbed_vdp.py). Root only;
+testbed with one lldpad per host and the VDP emulator as the switch (executor/testbed/qbg.py). Root only;
 about three minutes."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pausecast.executor.guest_domain import read_progress
-from pausecast.executor.testbed import DST, SRC
-from pausecast.executor.testbed_run import run_on_testbed
-from pausecast.executor.testbed_vdp import VdpTestbed
-from pausecast.executor.vdp_faults import StuckVsiError, drops
+from pausecast.executor.testbed.guest_domain import read_progress
+from pausecast.executor.testbed.hosts import DST, SRC
+from pausecast.executor.testbed.qbg import VdpTestbed
+from pausecast.executor.testbed.run import run_on_testbed
+from pausecast.executor.vdp.faults import StuckVsiError, drops
 from pausecast.models.association import sample_service_s
 from pausecast.models.scenario import SwitchSpec, load_scenario
 from pausecast.models.units import s_to_ms
@@ -320,7 +320,7 @@ CAPTURE_SERVICE_MS = 500.0  # far above libvirt's 125 ms poll, so a poll that re
 STRACE_ARGV = ("strace", "-f", "-b", "execve", "-ttt", "-yy", "-xx", "-s", "65535",
                "-e", "trace=sendmsg,sendto,recvmsg", "-e", "write=all", "-e", "read=all")
 CAPTURE_NOTE = (
-    "libvirt's netlink traffic with lldpad on the VDP testbed (executor/testbed_vdp.py), captured by "
+    "libvirt's netlink traffic with lldpad on the VDP testbed (executor/testbed/qbg.py), captured by "
     "tests/test_vdp_testbed.py::test_libvirt_sends_lldpad_what_our_client_sends: strace attached to each "
     "host's libvirtd during a guest start on pc-src, a peer-to-peer live migration to pc-dst and a destroy "
     "there, the switch emulator answering every request after switch_service_time_ms. Each <host>.strace "
@@ -378,8 +378,8 @@ def _package_versions(*packages: str) -> dict[str, str]:
 def test_libvirt_sends_lldpad_what_our_client_sends(tb, scenario):
     import platform
 
-    from pausecast.executor.testbed import HOSTS
-    from pausecast.executor.testbed_vdp import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF
+    from pausecast.executor.testbed.hosts import HOSTS
+    from pausecast.executor.testbed.qbg import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF
 
     from .test_vdp_netlink import (
         FINISH,

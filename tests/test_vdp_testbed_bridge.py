@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pausecast.executor.precheck import Nic, lldpad_client, probe_switch_latency
-from pausecast.executor.testbed import DST, SRC
-from pausecast.executor.testbed_run import run_on_testbed
-from pausecast.executor.testbed_vdp import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF, VdpTestbed
-from pausecast.executor.testbed_vdp import uplinks as switch_ports
-from pausecast.executor.vdp_wire import ETH_P_ECP, EcpOp, Status, decode_ecp, decode_vdp
+from pausecast.executor.migration.precheck import Nic, lldpad_client, probe_switch_latency
+from pausecast.executor.testbed.hosts import DST, SRC
+from pausecast.executor.testbed.qbg import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF, VdpTestbed
+from pausecast.executor.testbed.qbg import uplinks as switch_ports
+from pausecast.executor.testbed.run import run_on_testbed
+from pausecast.executor.vdp.wire import ETH_P_ECP, EcpOp, Status, decode_ecp, decode_vdp
 from pausecast.models.scenario import load_scenario
 
 from .conftest import fresh_testbed

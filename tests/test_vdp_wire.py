@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pausecast.executor.vdp_wire import (
+from pausecast.executor.vdp.wire import (
     ECP_SUBTYPE_VDP,
     NEAREST_CUSTOMER_BRIDGE,
     EcpFrame,

@@ -1,0 +1,579 @@
+"""The two-host testbed with an 802.1Qbg port on the guest's NIC: each host runs its own lldpad as the
+VDP station, and a switch namespace runs the VDP emulator on one port per host.
+
+    pc-src: vx0 (VXLAN) over up0 --veth-- pc-src-up: vx-pc-src   pcvdp-tb<hash>-sw (emulator per port)
+    pc-dst: vx0 (VXLAN) over up0 --veth-- pc-dst-up: vx-pc-dst
+
+The guest's NIC is a macvtap in VEPA mode on vx0 with `<virtualport type='802.1Qbg'>`, so libvirt itself
+pre-associates on the destination in Prepare, associates there in Finish and de-associates on the source
+in Confirm, through the host's lldpad, over real ECP frames to the switch.
+
+Why this shape (issue 6): libvirt follows IFLA_LINK from the macvtap's lower device to a device without
+a parent and asks lldpad about that one; a VXLAN is such a device and lives in the host's namespace, and
+lldpad serves it only if it exists and is up when lldpad starts (a VXLAN reports UNKNOWN, so no later UP
+event adds it). Each lldpad keeps its single-instance record in /dev/shm/lldpad.state: every host gets a
+tmpfs of its own there. Its pid file goes to the host's private /run, where that host's libvirtd reads it.
+
+libvirt 9.0 sends 802.1Qbg requests from its netlink event socket and refuses to when that socket's
+port id, read into an int, is negative (virNetDevVPortProfileOpCommon: `src_pid < 0`). libnl's
+generate_local_port makes a port id from the pid's low 22 bits and a block index in the top 10 bits
+that it seeds from time(NULL) >> 5, so daemons started in about half of all 32-second windows are
+affected, whatever their pid: a PID namespace does not help. `up()` reads each libvirtd's route-netlink
+port ids from /proc/net/netlink and, while one is negative, restarts that daemon with time(2) shifted
+into another 32-second window by an LD_PRELOAD shim in that libvirtd only (waiting for a good window
+instead can take minutes: the index moves one block per window). Whatever else in libvirtd calls
+time(2) sees the shift too, a few minutes at most.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ...models.errors import ScenarioError
+from ...models.scenario import Scenario, SwitchSpec
+from ..migration.measure import PortObservation
+from ..migration.migrate import PortObserver
+from ..vdp.bridge import spec_from_log_start, switch_argv
+from ..vdp.faults import StuckVsi
+from .hosts import DST, HOSTS, Testbed, TestbedError, _argv
+from .lab import _PRIVATE_LLDPAD, NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
+from .lab import cleanup as lab_cleanup
+from .port_probe import probe_argv, read_frames
+
+VXLAN_IF, UPLINK_IF = "vx0", "up0"
+VXLAN_PORT = 4789
+# the emulator's ECP ack timer: 10 us x 2^14 = 164 ms, so a loaded machine does not make it resend
+ECP_RTE = 14
+NIC_MAC = "52:54:00:5c:00:01"
+# how far apart the hosts' interface indexes start (_separate_ifindexes): more macvtaps than this made
+# on the source beyond those made on the destination would collide again. /dev is shared by every
+# testbed on the machine too: two 802.1Qbg testbeds up at once can collide with each other.
+IFINDEX_GAP = 2048
+# libvirt's 802.1Qbg parameters for the test VSI (any values the switch accepts)
+MANAGER_ID, TYPE_ID, TYPE_ID_VERSION = 11, 1193047, 2
+_LLDPAD_CONF = """nearest_customer_bridge :
+{{
+  {ifname} :
+  {{
+    adminStatus = 3;
+    tlvid0080c20d :
+    {{
+      evbmode = "station";
+      evbrrreq = true;
+      enableTx = true;
+    }};
+  }};
+}};
+"""
+# what plays the switch: the VDP emulator (a [switch] spec) or lldpad itself in bridge mode, the
+# reference peer the emulator must match (issue 6); the bridge's ECP ack timer is the emulator's
+SWITCH_KINDS = ("emulator", "lldpad-bridge")
+_BRIDGE_PORT_CONF = """  {ifname} :
+  {{
+    adminStatus = 3;
+    tlvid0080c20d :
+    {{
+      evbmode = "bridge";
+      evbrrcap = true;
+      ecprte = {rte};
+      enableTx = true;
+    }};
+  }};
+"""
+# the key of the switch's lldpad (lldpad-bridge) among the hosts' lldpads
+_BRIDGE = "switch"
+_PORT_ID_SIGN = 1 << 31
+# each restart lands in a random seed window, so each is a fresh ~50% chance: 16 fail ~1 in 60,000
+_LIBVIRTD_RESTARTS = 16
+_PORT_SEED_PERIOD_S = 32
+# a VDP response's status: 0x40 (a reply) with no error
+_ANSWERED = "0x40"
+_SHIFT_ENV = "PAUSECAST_TIME_SHIFT_S"
+# time(2) for libvirtd only, shifted by whole seed windows (libnl seeds its port ids from it)
+_TIME_SHIFT_C = """#include <stdlib.h>
+#include <sys/time.h>
+#include <time.h>
+time_t time(time_t *out) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    const char *shift = getenv("PAUSECAST_TIME_SHIFT_S");
+    time_t t = tv.tv_sec + (shift ? atol(shift) : 0);
+    if (out)
+        *out = t;
+    return t;
+}
+"""
+
+
+@dataclass(frozen=True)
+class Uplink:
+    host: str
+    vni: int
+    host_ip: str
+    switch_ip: str
+    switch_if: str
+    switch_vxlan: str
+
+
+def uplinks() -> tuple[Uplink, ...]:
+    return tuple(Uplink(host, 101 + i, f"10.203.{i}.1", f"10.203.{i}.2", f"{host}-up", f"vx-{host}")
+                 for i, host in enumerate(HOSTS))
+
+
+def interface_xml(instance_id: str, mac: str = NIC_MAC) -> str:
+    return (f"<interface type='direct'><mac address='{mac}'/><source dev='{VXLAN_IF}' mode='vepa'/>"
+            "<virtualport type='802.1Qbg'>"
+            f"<parameters managerid='{MANAGER_ID}' typeid='{TYPE_ID}' typeidversion='{TYPE_ID_VERSION}' "
+            f"instanceid='{instance_id}'/></virtualport>"
+            "<model type='virtio'/><rom enabled='no'/></interface>")
+
+
+def _sh(argv: list[str], timeout: float = 30) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if done.returncode:
+        raise TestbedError(f"{' '.join(argv)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _netlink_route_ports(holder_pid: int, pid: int) -> list[int]:
+    """The NETLINK_ROUTE port ids of process `pid`'s sockets, as the host's /proc/net/netlink lists them."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir() if fd_dir.is_dir() else ():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        m = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if m:
+            inodes.add(m.group(1))
+    table = Path(f"/proc/{holder_pid}/net/netlink").read_text().splitlines()[1:]
+    # columns: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+    return [int(cols[2]) for cols in (line.split() for line in table)
+            if cols[1] == "0" and cols[9] in inodes]
+
+
+class VdpTestbed(Testbed):
+    """A Testbed whose guests carry an 802.1Qbg port. `switch` is the [switch] the emulator plays;
+    `restart_switch(spec)` swaps it, on both ports or one (the lldpads keep running). With
+    switch_kind="lldpad-bridge", lldpad in bridge mode plays the switch instead, as it is."""
+
+    __test__ = False
+    nic_port = "802.1Qbg"
+
+    def __init__(self, *args: Any, switch: SwitchSpec | None = None, seed: int = 0,
+                 switch_kind: str = "emulator", **overrides: Any) -> None:
+        if switch_kind not in SWITCH_KINDS:
+            raise ScenarioError("switch_kind", switch_kind, f"one of {', '.join(SWITCH_KINDS)}")
+        super().__init__(*args, **overrides)
+        self.switch_kind = switch_kind
+        self.switch = switch or SwitchSpec()
+        self.seed = seed
+        self.instance_id = str(uuid.uuid4())
+        self._switch_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._probe: subprocess.Popen[bytes] | None = None
+        # each host's station lldpad and, with lldpad-bridge, the switch's (key _BRIDGE)
+        self._lldpads: dict[str, subprocess.Popen[bytes]] = {}
+        self._log_offsets: dict[str, int] = {}  # where each running lldpad's part of its log starts
+        self._time_shift_s = 0
+
+    @property
+    def lab_name(self) -> str:
+        """Names this testbed's switch namespace, pcvdp-<lab_name>-sw: one per state dir."""
+        return "tb" + hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:8]
+
+    @property
+    def switch_ns(self) -> str:
+        return f"{PREFIX}{self.lab_name}-sw"
+
+    @property
+    def vdp_dir(self) -> Path:
+        return self.state_dir / "vdp"
+
+    def _switch_starts(self, host: str) -> int:
+        """How many emulators have run on `host`'s port: each logs to a file of its own, numbered, so
+        another process (a later `pausecast run`) finds the running one's log."""
+        return max((int(m.group(1)) for f in self.vdp_dir.glob(f"switch-{host}-*.jsonl")
+                    if (m := re.fullmatch(rf"switch-{host}-(\d+)\.jsonl", f.name))), default=0)
+
+    def switch_seed(self, host: str) -> int:
+        """The seed of the emulator running on `host`'s port: the testbed's, moved on at each restart.
+        A restarted emulator must not start its ECP sequence where the last one did: the station would
+        drop its first reply as a repeat of the last one it acked."""
+        return self.seed + self._switch_starts(host)
+
+    def switch_log(self, host: str) -> Path:
+        return self.vdp_dir / f"switch-{host}-{self._switch_starts(host)}.jsonl"
+
+    @property
+    def probe_log(self) -> Path:
+        return self.vdp_dir / "probe.jsonl"
+
+    def lldpad_log(self, host: str) -> Path:
+        return self.vdp_dir / f"lldpad-{host}.log"
+
+    # ------------------------------------------------------------------------------------------ up
+    def _up(self) -> dict[str, Any]:
+        status = super()._up()
+        self.vdp_dir.mkdir(exist_ok=True)
+        lab_cleanup(self.lab_name)
+        _sh(["ip", "netns", "add", self.switch_ns])
+        _sh(["ip", "-n", self.switch_ns, "link", "set", "lo", "up"])
+        for up in uplinks():
+            self._setup_uplink(up)
+        self._separate_ifindexes()
+        self.restart_switch(self.switch)
+        self._start_probe()
+        for up in uplinks():
+            self._start_lldpad(up.host)
+        for up in uplinks():
+            self._wait_lldpad(up.host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+        self._wait_bridge_timers()
+        self._fix_netlink_ports()
+        return status
+
+    def _separate_ifindexes(self) -> None:
+        """Moves the destination's next interface index far from the source's. libvirt opens a
+        macvtap's queue as /dev/tap<ifindex>, and /dev is the machine's: two hosts in namespaces number
+        their links alike, so the destination's QEMU would open the SOURCE's macvtap (its frames leave
+        through the source's port, and stop when the source's macvtap goes in Confirm). Interface
+        indexes are handed out cyclically per namespace: links made and dropped advance the counter
+        (their peers go in a namespace deleted at once, which removes both ends in one batch)."""
+        scratch = f"{self.switch_ns}-idx"
+        _sh(["ip", "netns", "add", scratch])
+        batch = self.vdp_dir / "ifindex-gap.batch"
+        batch.write_text("".join(f"link add pcgap{i} type veth peer name pcgap{i} netns {scratch}\n"
+                                 for i in range(IFINDEX_GAP)))
+        # the network namespace only: the host's own /run hides the scratch namespace's name
+        _sh(["nsenter", "-t", str(self.host(DST).holder_pid), "-n", "ip", "-batch", str(batch)])
+        _sh(["ip", "netns", "delete", scratch])
+
+    def _setup_uplink(self, up: Uplink) -> None:
+        holder = self.host(up.host).holder_pid
+        _sh(["ip", "link", "add", UPLINK_IF, "netns", str(holder), "type", "veth", "peer", "name",
+             up.switch_if, "netns", self.switch_ns])
+        self.run_in(up.host, ["ip", "addr", "add", f"{up.host_ip}/30", "dev", UPLINK_IF])
+        self.run_in(up.host, ["ip", "link", "set", UPLINK_IF, "up"])
+        self.run_in(up.host, ["ip", "link", "add", VXLAN_IF, "type", "vxlan", "id", str(up.vni),
+                              "local", up.host_ip, "remote", up.switch_ip, "dstport", str(VXLAN_PORT),
+                              "dev", UPLINK_IF])
+        self.run_in(up.host, ["ip", "link", "set", VXLAN_IF, "up"])
+        sw = ["ip", "-n", self.switch_ns]
+        _sh([*sw, "addr", "add", f"{up.switch_ip}/30", "dev", up.switch_if])
+        _sh([*sw, "link", "set", up.switch_if, "up"])
+        _sh([*sw, "link", "add", up.switch_vxlan, "type", "vxlan", "id", str(up.vni), "local", up.switch_ip,
+             "remote", up.host_ip, "dstport", str(VXLAN_PORT), "dev", up.switch_if])
+        _sh([*sw, "link", "set", up.switch_vxlan, "up"])
+        # the macvtap carries the guest's MAC: without IPv6 the host sends nothing from it, so every frame
+        # the switch's probe sees from that MAC is the guest's own (QEMU's self-announce)
+        self.run_in(up.host, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                              "net.ipv6.conf.default.disable_ipv6=1"])
+        # lldpad's private /dev/shm, in the host's own mount namespace (never the machine's)
+        self.run_in(up.host, ["mount", "-t", "tmpfs", "-o", "size=1m", "pcvdp-shm", "/dev/shm"])
+
+    def _start_lldpad(self, host: str) -> None:
+        conf = self.vdp_dir / f"lldpad-{host}.conf"
+        conf.write_text(_LLDPAD_CONF.format(ifname=VXLAN_IF))
+        log = self.lldpad_log(host).open("ab")
+        self._log_offsets[host] = log.tell()
+        try:
+            # nsenter execs: the child's pid is lldpad's, and lldpad writes it to the host's /run
+            self._lldpads[host] = subprocess.Popen(
+                ["nsenter", "-t", str(self.host(host).holder_pid), "-n", "-m", "-u",
+                 "stdbuf", "-oL", "lldpad", "-f", str(conf), "-V", "7"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+
+    def restart_lldpad(self, host: str) -> None:
+        """A fresh lldpad on `host`, which forgets every VSI, stuck ones included (issue 6's fault: a
+        station whose switch went silent during a keep-alive drops the VSI without telling libvirt and
+        refuses it until restarted). The switch on its port restarts too: a fresh switch sends its LLDPDU
+        at once, which hands the fresh station its VDP timers (else it waits up to 30 s for the next)."""
+        _stop(self._lldpads.pop(host))
+        self._start_lldpad(host)
+        self.restart_switch(self.switch, (host,))
+        self._wait_lldpad(host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+
+    def recover_stuck_vsi(self, fault: StuckVsi) -> None:
+        """Clears a stuck VSI the one way there is, a fresh lldpad on the fault's host: a testbed's own
+        lldpad, never a real host's (there the executor only reports)."""
+        self.restart_lldpad(fault.host)
+
+    def _wait_lldpad(self, host: str, pattern: str, timeout_s: float = 40.0) -> None:
+        """Until the running lldpad's part of its log shows `pattern`."""
+        found = re.compile(pattern.encode(), re.MULTILINE)
+        deadline = time.monotonic() + timeout_s
+        while not found.search(self.lldpad_log(host).read_bytes()[self._log_offsets[host]:]):
+            proc = self._lldpads[host]
+            if proc.poll() is not None:
+                raise TestbedError(f"lldpad on {host} exited ({proc.returncode}); "
+                                   f"see {self.lldpad_log(host)}")
+            if time.monotonic() > deadline:
+                raise TestbedError(f"lldpad on {host}: no VDP timers in {timeout_s:.0f} s; "
+                                   f"see {self.lldpad_log(host)}")
+            time.sleep(0.1)
+
+    def libvirtd_pids(self, host: str) -> list[int]:
+        conf = str(self.state_dir / host / "etc" / "libvirtd.conf")
+        pids = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if os.path.basename(argv[0].decode(errors="replace")) == "libvirtd" and conf.encode() in argv:
+                pids.append(int(p))
+        return pids
+
+    def libvirtd_netlink_ports(self, host: str) -> list[int]:
+        holder = self.host(host).holder_pid
+        return [port for pid in self.libvirtd_pids(host) for port in _netlink_route_ports(holder, pid)]
+
+    def _start_libvirtd(self, h: Any) -> None:
+        if not self._time_shift_s:
+            super()._start_libvirtd(h)
+            return
+        saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", _SHIFT_ENV)}
+        os.environ.update({"LD_PRELOAD": str(self.vdp_dir / "time_shift.so"),
+                           _SHIFT_ENV: str(self._time_shift_s)})
+        try:
+            super()._start_libvirtd(h)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def _fix_netlink_ports(self) -> None:
+        bad: dict[str, list[int]] = {}
+        for attempt in range(1, _LIBVIRTD_RESTARTS + 1):
+            bad = {h: ports for h in HOSTS
+                   if not (ports := self.libvirtd_netlink_ports(h)) or max(ports) >= _PORT_ID_SIGN}
+            if not bad:
+                return
+            if attempt == 1:
+                so = self.vdp_dir / "time_shift.so"
+                (self.vdp_dir / "time_shift.c").write_text(_TIME_SHIFT_C)
+                _sh(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(self.vdp_dir / "time_shift.c")])
+            # another seed window for libnl's port block index, far from the last: neighbouring windows
+            # give neighbouring blocks, and half of all blocks are negative in runs of up to 16
+            self._time_shift_s = secrets.randbelow(4096) * _PORT_SEED_PERIOD_S
+            for host in bad:
+                self.restart_libvirtd(host)
+        raise TestbedError(f"libvirtd kept a negative netlink port id after {_LIBVIRTD_RESTARTS} restarts: "
+                           f"{bad}")
+
+    # ------------------------------------------------------------------------------------ the switch
+    def restart_switch(self, spec: SwitchSpec, hosts: tuple[str, ...] = HOSTS) -> None:
+        """A fresh emulator, with a fresh log (switch_log), on the ports of `hosts`; the others run on.
+        With lldpad-bridge: a fresh lldpad on both ports (`spec` and `hosts` do not apply)."""
+        self.switch = spec
+        if self.switch_kind == "lldpad-bridge":
+            self._restart_lldpad_bridge()
+            return
+        ports = [up for up in uplinks() if up.host in hosts]
+        for up in ports:
+            self._stop_switch_port(up.host)
+            # created before the emulator starts, so switch_log names it from now on
+            (self.vdp_dir / f"switch-{up.host}-{self._switch_starts(up.host) + 1}.jsonl").touch()
+            log = self.switch_log(up.host)
+            err = (self.vdp_dir / f"switch-{up.host}.err").open("ab")
+            argv = [*switch_argv(up.switch_vxlan, spec, log, self.switch_seed(up.host)), "--ecp-rte",
+                    str(ECP_RTE)]
+            try:
+                self._switch_procs[up.host] = subprocess.Popen(
+                    ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", *argv], stdin=subprocess.DEVNULL,
+                    stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
+            finally:
+                err.close()
+        deadline = time.monotonic() + 20
+        for up in ports:
+            log = self.switch_log(up.host)
+            while not (log.exists() and '"start"' in log.read_text()):
+                if self._switch_procs[up.host].poll() is not None or time.monotonic() > deadline:
+                    raise TestbedError(f"the VDP emulator for {up.host} did not start; "
+                                       f"see {self.vdp_dir}/switch-{up.host}.err")
+                time.sleep(0.05)
+
+    def _start_probe(self) -> None:
+        err = (self.vdp_dir / "probe.err").open("ab")
+        try:
+            self._probe = subprocess.Popen(
+                ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", *probe_argv([NIC_MAC], self.probe_log)],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            err.close()
+        deadline = time.monotonic() + 20
+        while not self.probe_log.exists() or '"start"' not in self.probe_log.read_text():
+            if time.monotonic() > deadline:
+                raise TestbedError(f"the port probe did not start; see {self.vdp_dir}/probe.err")
+            time.sleep(0.05)
+
+    def _stop_switch_port(self, host: str) -> None:
+        """Stops the emulator on `host`'s port, whichever process started it (`pausecast testbed up`
+        starts it; a later `pausecast run` may swap it)."""
+        proc = self._switch_procs.pop(host, None)
+        if proc is not None:
+            _stop(proc)
+        iface = next(up.switch_vxlan for up in uplinks() if up.host == host)
+        for pid in _pids_in_netns(NETNS_DIR / self.switch_ns):
+            argv = _argv(pid)
+            if "pausecast.executor.vdp.bridge" in argv and argv[argv.index("--iface") + 1] == iface:
+                _kill_pid(pid)
+
+    def stop_switch(self) -> None:
+        for host in HOSTS:
+            self._stop_switch_port(host)
+        if _BRIDGE in self._lldpads:
+            _stop(self._lldpads.pop(_BRIDGE))
+
+    def _restart_lldpad_bridge(self) -> None:
+        """lldpad with evbmode "bridge" on every switch port, in a mount namespace of its own with
+        private /run and /dev/shm (vdp_lab's recipe: never the machine's /dev/shm/lldpad.state). Its
+        configuration is written first and the ports are up: lldpad fixes a port's role at start."""
+        self.stop_switch()
+        conf = self.vdp_dir / "lldpad-switch.conf"
+        ports = "".join(_BRIDGE_PORT_CONF.format(ifname=up.switch_vxlan, rte=ECP_RTE) for up in uplinks())
+        conf.write_text(f"nearest_customer_bridge :\n{{\n{ports}}};\n")
+        log = self.lldpad_log(_BRIDGE).open("ab")
+        self._log_offsets[_BRIDGE] = log.tell()
+        try:
+            self._lldpads[_BRIDGE] = subprocess.Popen(
+                ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", "unshare", "--mount", "--propagation",
+                 "private", "sh", "-c", _PRIVATE_LLDPAD, str(conf)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        for up in uplinks():
+            self._wait_lldpad(_BRIDGE, rf"vdp22_create:{up.switch_vxlan} role:")
+        self._wait_bridge_timers()
+
+    def _wait_bridge_timers(self) -> None:
+        """Until lldpad-bridge has the EVB timers on the ports whose station runs. It gets them when it
+        hears the station's EVB TLV; until then its keep-alive timer is 10 us x 2^0 and it de-associates
+        every VSI right after answering it (vdp_lab._wait_timers)."""
+        if _BRIDGE not in self._lldpads:
+            return
+        for up in uplinks():
+            if up.host in self._lldpads:
+                self._wait_lldpad(_BRIDGE, rf"data_from_evb:{up.switch_vxlan} .* evb:1$")
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        if out.get("hosts"):
+            running = self.running_switch()
+            out["switch"] = asdict(running) if running is not None else None
+        return out
+
+    def running_switch(self) -> SwitchSpec | None:
+        """The [switch] the emulator on the destination's port plays, from its log's start record."""
+        log = self.switch_log(DST)
+        start = next((json.loads(line) for line in (log.read_text().splitlines() if log.exists() else ())
+                      if '"start"' in line), None)
+        if start is None:
+            return None
+        return spec_from_log_start(start)
+
+    def switch_records(self) -> list[dict[str, Any]]:
+        """Both ports' logs of the running emulators, each record tagged with its port's host, in time
+        order (both emulators stamp with this machine's monotonic clock)."""
+        records = []
+        for host in HOSTS:
+            log = self.switch_log(host)
+            if log.exists():
+                records += [{**json.loads(line), "port": host}
+                            for line in log.read_text().splitlines() if line.strip()]
+        return sorted(records, key=lambda r: r["mono_s"])
+
+    def port_observer(self) -> PortObserver | None:
+        # lldpad-bridge keeps no log of its answers that observe_port could read
+        return self.observe_port if self.switch_kind == "emulator" else None
+
+    def observe_port(self, after_s: float, wait_s: float) -> PortObservation:
+        """What the switch namespace saw of the destination's port since `after_s` (wall clock): Finish's
+        associate and the switch's successful answer (the emulator's log), and the guest's first frame
+        (the probe). Waits up to `wait_s` for the answer and the frame: libvirt 9.0 returns from an
+        802.1Qbg migration before a slow switch answers Finish's associate."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            records = [r for r in self.switch_records() if r["port"] == DST and r["t"] > after_s
+                       and r.get("mode") == "associate"]
+            request = next((r for r in records if r["event"] == "request"), None)
+            answer = next((r for r in records if r["event"] == "response" and r["status"] == _ANSWERED
+                           and request is not None and r["req"] == request["req"]), None)
+            dst_port = next(up.switch_vxlan for up in uplinks() if up.host == DST)
+            frame = next((f for f in read_frames(self.probe_log) if f["iface"] == dst_port
+                          and f["t"] > after_s), None)
+            if (answer is not None and frame is not None) or time.monotonic() > deadline:
+                return PortObservation(
+                    associate_request_s=request["t"] if request else math.nan,
+                    forwarding_s=answer["t"] if answer else math.nan,
+                    first_frame_s=frame["t"] if frame else math.nan,
+                    source="the VDP emulator's log (associate answered) and a probe on its port "
+                           "(the guest's first frame)")
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------------------------------ the guest
+    def guest_xml(self, name: str, **kw: Any) -> str:
+        return super().guest_xml(name, **kw).replace(
+            "</devices>", f"  {interface_xml(self.instance_id)}\n  </devices>")
+
+    # ---------------------------------------------------------------------------------------- down
+    def down(self, **kw: Any) -> dict[str, Any]:
+        self.stop_switch()
+        if self._probe is not None:
+            _stop(self._probe)
+        for proc in self._lldpads.values():
+            _stop(proc)
+        self._lldpads.clear()
+        lab_cleanup(self.lab_name)
+        return super().down(**kw)
+
+
+def has_switch(state_dir: Path) -> bool:
+    """Whether the testbed in `state_dir` was brought up with the 802.1Qbg switch."""
+    return (Path(state_dir) / "vdp").is_dir()
+
+
+def testbed_for(state_dir: Path, scenario: Scenario | None = None, **config: Any) -> Testbed:
+    """The testbed in `state_dir` for running `scenario`: with the VDP switch playing its [switch] when
+    its [port_profile] is 802.1Qbg, plain otherwise. One that is already up must be of that kind (a
+    prediction and a measurement must describe the same NIC); an up switch playing another [switch]
+    is restarted as the scenario's. Without a scenario: whatever is up there."""
+    state_dir = Path(state_dir)
+    if scenario is None:
+        return VdpTestbed(state_dir=state_dir, **config) if has_switch(state_dir) else \
+            Testbed(state_dir=state_dir, **config)
+    port = scenario.port_profile
+    if port.type == "802.1Qbh":
+        raise ScenarioError("port_profile.type", port.type,
+                            "none or 802.1Qbg on the testbed (802.1Qbh needs a Cisco VIC; only the simulator "
+                            "models it)")
+    if port.type == "802.1Qbg" and port.vnics != 1:
+        raise ScenarioError("port_profile.vnics", port.vnics, "1 on the testbed (its guest has one NIC)")
+    wants_switch = port.type == "802.1Qbg"
+    tb: Testbed = VdpTestbed(state_dir=state_dir, switch=scenario.switch, **config) if wants_switch else \
+        Testbed(state_dir=state_dir, **config)
+    if tb.is_up() and has_switch(state_dir) != wants_switch:
+        have = "with" if has_switch(state_dir) else "without"
+        raise ScenarioError("port_profile.type", port.type,
+                            f"what the testbed in {state_dir} was brought up for: it runs {have} an 802.1Qbg "
+                            "switch; 'pausecast testbed down' it first, or change the scenario")
+    if isinstance(tb, VdpTestbed) and tb.is_up() and tb.running_switch() != scenario.switch:
+        tb.restart_switch(scenario.switch)
+    return tb

@@ -1,0 +1,1 @@
+"""Pure functions over records: prediction against measurement, calibration from measured runs."""

@@ -1,0 +1,240 @@
+"""`pausecast calibrate`: measure a migration's fixed costs with an idle guest and write them as an
+overheads profile that scenarios use with `overheads.profile = "<path>"`; with --switch, fit the
+switch's service time to measured associations and write it as a [switch] section."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+from tqdm import tqdm
+
+from ..analysis.calibration import COLD_START_RULE, cold_start_runs, combine, overheads_of
+from ..analysis.validation import median_finite
+from ..executor.migration.migrate import ExecutorError
+from ..executor.testbed.qbg import VdpTestbed
+from ..executor.testbed.run import GUEST_NAME
+from ..models.errors import ScenarioError
+from ..models.overheads import DEFAULT_PROFILE_MS, OVERHEAD_FIELDS
+from ..models.record import MigrationRecord
+from ..models.scenario import Scenario, load_scenario, scenario_from_dict
+from ..runs.run_files import write_run
+from .progress import ProgressLine
+from .targets import Target, add_target_arguments, cannot_run_is_one_line, open_target
+
+# the idle guest: a small written region (its first pass is pre-copy, not a fixed cost), no writes
+IDLE_REGION_MIB = 8
+DEFAULT_MEMORY_MIB = 256
+DEFAULT_LINK_MBIT_S = 1000
+MIGRATIONS = 3
+# enough latencies to tell an exponential switch (cv 1) from a constant or lognormal one: the sample
+# cv's standard error is about cv / sqrt(2 n), 0.13 here
+SWITCH_PROBES = 30
+# lldpad holds a new request back while its last exchange's ECP timers still run (up to 164 ms on the
+# testbed: requests sent back to back reached the switch 60-140 ms late); an idle station, as libvirt
+# usually finds it, forwards at once
+PROBE_GAP_S = 0.5
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.description = ("Migrates an idle guest (on the testbed: the test guest writing nothing; on real "
+                     "hosts: the --domain you name, which should be idle) REPEAT times and measures from "
+                     "the daemons' logs what the engine calls begin, prepare (destination QEMU start), "
+                     "setup, handshake, finish, resume and confirm (source teardown). Writes their "
+                     "medians as an overheads profile (TOML) with their spreads, and in [measured] what "
+                     "was measured: the domain, its memory, its written and zero pages (job stats "
+                     "memory_normal / memory_constant), the migration stream's throughput, the mode and "
+                     "both hosts' libvirt and QEMU versions. The migration's mode and flags come from "
+                     "--scenario's [migration] (its timeout is ignored). A calibration belongs to the "
+                     f"machines it was measured on. Cold starts: {COLD_START_RULE}.")
+    p.epilog = ("Examples: pausecast calibrate --testbed --out examples/testbed-overheads.toml; then in a "
+                "scenario: [overheads] profile = \"testbed-overheads.toml\". pausecast calibrate --switch "
+                "--testbed --out results/switch.toml; then copy its [switch] into a scenario")
+    p.add_argument("--scenario", metavar="S.toml",
+                   help="take the migration's mode and flags ([migration]) from this scenario, and on the "
+                        "testbed the VM size and the link (default: p2p; 256 MiB, 1000 Mbit/s)")
+    p.add_argument("--repeat", type=int, metavar="N",
+                   help=f"migrations to take the median of (default {MIGRATIONS}); with --switch, test "
+                        f"associations to fit (default {SWITCH_PROBES})")
+    p.add_argument("--out", metavar="PROFILE.toml",
+                   help="the profile to write (default results/overheads.toml; with --switch "
+                        "results/switch.toml)")
+    p.add_argument("--switch", action="store_true",
+                   help="calibrate the switch instead: associate and disassociate a test VSI REPEAT times "
+                        "through the source host's lldpad on the 802.1Qbg NIC's port (testbed: the VDP "
+                        "emulator as 'pausecast testbed up --scenario' started it; real hosts: --src on "
+                        "this machine and --domain's NIC), time each associate to the switch's answer on "
+                        "the wire, and fit [switch] service_time_ms, service_distribution and service_cv "
+                        "(constant, exponential or lognormal, by AIC). The test VSI has its own instance "
+                        "id and MAC and is always disassociated")
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="where each calibration run's record goes (default: results)")
+    add_target_arguments(p)
+    p.set_defaults(handler=cannot_run_is_one_line(run))
+
+
+def idle_scenario(base: Scenario | None) -> Scenario:
+    """The calibration's scenario: the base's migration (mode, flags; no timeout: an idle guest converges)
+    and, for the testbed's guest, its size and link; nothing written."""
+    memory_mib = base.vm.memory_mib if base else DEFAULT_MEMORY_MIB
+    link = {"bandwidth_mbit_s": base.link.bandwidth_mbit_s if base else DEFAULT_LINK_MBIT_S,
+            "rtt_ms": base.link.rtt_ms if base else 0.0}
+    idle = scenario_from_dict({
+        "name": "calibration-idle",
+        "vm": {"memory_mib": memory_mib, "zero_page_fraction": 1.0 - IDLE_REGION_MIB / memory_mib,
+               "dirty": {"model": "constant", "rate_mib_s": 0.0}},
+        "link": link, "overheads": {"profile": "none"}})
+    if base is None:
+        return idle
+    return idle.replace(migration=dataclasses.replace(base.migration, timeout_s=0.0))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.switch:
+        return run_switch(args)
+    repeat = args.repeat or MIGRATIONS
+    if repeat < 1:
+        raise ScenarioError("--repeat", repeat, "expected an integer >= 1")
+    scenario = idle_scenario(load_scenario(args.scenario) if args.scenario else None)
+    target = open_target(args, scenario)
+    records = []
+    for i in range(repeat):
+        progress = ProgressLine()
+        m = target.run(scenario, on_sample=progress)
+        progress.finish(m.record.migrated)
+        write_run(m, args.results)
+        costs = overheads_of(m.record)
+        records.append(m.record)
+        print(f"  run {i + 1}/{repeat}: " + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in costs.items()) + " ms")
+    cold = cold_start_runs(records)
+    for i, why in cold.items():
+        print(f"pausecast: run {i + 1} left out of the medians, a cold start: {why}", file=sys.stderr)
+    used = [r for i, r in enumerate(records) if i not in cold]
+    medians, spreads = combine([overheads_of(r) for r in used])
+    out = Path(args.out or "results/overheads.toml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    measured = {**_measured(target, scenario, used), "runs": repeat, "runs_used": len(used),
+                "left_out": [f"run {i + 1}: {why}" for i, why in cold.items()],
+                "spread_ms": {k: [round(lo, 1), round(hi, 1)] for k, (lo, hi) in spreads.items()}}
+    profile = {"overheads": {k: round(medians[k], 1) for k in OVERHEAD_FIELDS}, "measured": measured}
+    header = ("# An overheads profile measured by `pausecast calibrate` (see\n"
+              "# pausecast/analysis/calibration.py for what each cost spans). It belongs to the hosts\n"
+              "# it was measured on ([measured]): calibrate again on others. Scenarios use it with\n"
+              "# [overheads] profile = \"<this file>\".\n")
+    out.write_text(header + tomli_w.dumps(profile))
+    print(format_profile(medians, spreads))
+    print(f"\n  wrote {out}")
+    target.say_where_the_domain_is()
+    return 0
+
+
+def _measured(target: Target, scenario: Scenario, records: list[MigrationRecord]) -> dict:
+    """What the profile was measured on: the domain and the stream as the runs saw them."""
+    first = records[0].extra
+
+    def median_of(key: str, digits: int | None = None) -> dict[str, float]:
+        """{key: the runs' median} where any run measured it (TOML has no NaN to say "not measured")."""
+        value = median_finite([float(r.extra[key]) for r in records])
+        return {key_in_profile[key]: round(value, digits)} if math.isfinite(value) else {}
+
+    key_in_profile = {"domain_memory_mib": "memory_mib", "memory_normal_pages": "memory_normal_pages",
+                      "memory_constant_pages": "memory_constant_pages", "stream_mib_s": "throughput_mib_s"}
+    out = {"by": "pausecast calibrate", "target": target.describe,
+           "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "domain": target.args.domain or GUEST_NAME, "mode": scenario.migration.mode,
+           **median_of("domain_memory_mib", 1), **median_of("memory_normal_pages"),
+           **median_of("memory_constant_pages"), **median_of("stream_mib_s", 1),
+           "versions": first["versions"]}
+    if target.testbed is not None:
+        out["guest"] = f"the test guest, {IDLE_REGION_MIB} MiB written, idle"
+        out["link_mbit_s"] = scenario.link.bandwidth_mbit_s
+    return out
+
+
+def format_profile(medians: dict[str, float], spreads: dict[str, tuple[float, float]]) -> str:
+    lines = [f"  {'cost':<14}{'median':>10}{'min':>10}{'max':>10}{'built-in':>10}  (ms)"]
+    for k in OVERHEAD_FIELDS:
+        lo, hi = spreads[k]
+        lines.append(f"  {k:<14}{medians[k]:10.1f}{lo:10.1f}{hi:10.1f}{DEFAULT_PROFILE_MS[k]:10.1f}")
+    return "\n".join(lines)
+
+
+def run_switch(args: argparse.Namespace) -> int:
+    from ..analysis.calibration import fit_switch
+    from ..executor.migration.precheck import lldpad_client, probe_switch_latency
+
+    repeat = args.repeat or SWITCH_PROBES
+    if repeat < 2:
+        raise ScenarioError("--repeat", repeat, "at least 2 associations to fit a distribution to")
+    src, holder, nic, where = _switch_port(args)
+    latencies_ms = []
+    with lldpad_client(src, holder) as client:
+        for _ in tqdm(range(repeat), unit="association", desc="switch", file=sys.stderr):
+            time.sleep(PROBE_GAP_S)
+            probe = probe_switch_latency(client, nic)
+            if probe.associate.raw_ms is None:
+                raise ExecutorError("the switch's answers were not seen on the wire (watching it needs "
+                                    "root): libvirt's 125 ms polls alone cannot be fitted")
+            latencies_ms.append(probe.associate.raw_ms)
+    fit = fit_switch(latencies_ms)
+    x = np.asarray(latencies_ms)
+    section = {"service_time_ms": round(fit.service_time_ms, 2),
+               "service_distribution": fit.service_distribution}
+    if fit.service_distribution == "lognormal":
+        section["service_cv"] = round(fit.service_cv, 3)
+    out = Path(args.out or "results/switch.toml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    measured = {"by": "pausecast calibrate --switch", "target": where, "associations": repeat,
+                "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "latency_ms": {q: round(float(np.percentile(x, p)), 2)
+                               for q, p in (("min", 0), ("p50", 50), ("p95", 95), ("max", 100))},
+                "mean_ms": round(float(x.mean()), 2), "cv": round(float(x.std(ddof=1) / x.mean()), 3),
+                "aic": {k: round(v, 1) for k, v in fit.aic.items()}}
+    header = ("# The switch's service time fitted by `pausecast calibrate --switch` to test associations\n"
+              "# (request -> the switch's answer on the wire). Copy [switch] into a scenario; capacity and\n"
+              "# background load cannot be told from one station's requests and keep the scenario's.\n")
+    out.write_text(header + tomli_w.dumps({"switch": section, "measured": measured}))
+    m = measured["latency_ms"]
+    print(f"  {repeat} associations on {where}: min {m['min']:.1f}, median {m['p50']:.1f}, "
+          f"p95 {m['p95']:.1f}, max {m['max']:.1f} ms; mean {measured['mean_ms']:.1f} ms, "
+          f"cv {measured['cv']:.2f}")
+    print(f"  fitted [switch] {fit.service_distribution}, service_time_ms {fit.service_time_ms:.1f}"
+          + (f", service_cv {fit.service_cv:.2f}" if fit.service_distribution == "lognormal" else "")
+          + (f" (AIC {', '.join(f'{k} {v:.1f}' for k, v in fit.aic.items())})" if fit.aic else ""))
+    print(f"\n  wrote {out}")
+    return 0
+
+
+def _switch_port(args: argparse.Namespace):
+    """(source URI, testbed host holder pid or None, the 802.1Qbg NIC, where) for --switch."""
+    from ..executor.migration.precheck import Nic, qbg_nic, read_domain
+    from ..executor.testbed.qbg import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF, testbed_for
+
+    if args.testbed:
+        tb = testbed_for(Path(args.state_dir))
+        if not (tb.is_up() and isinstance(tb, VdpTestbed)):
+            raise ExecutorError(f"no 802.1Qbg testbed up in {args.state_dir}: start one with "
+                                "'pausecast testbed up --scenario examples/testbed-qbg.toml'")
+        nic = Nic("direct", NIC_MAC, VXLAN_IF, "802.1Qbg", (MANAGER_ID, TYPE_ID, TYPE_ID_VERSION))
+        return tb.src.uri, tb.src.holder_pid, nic, f"testbed {tb.state_dir}, {tb.src.name} {VXLAN_IF}"
+    if not (args.src and args.domain):
+        raise ScenarioError("target", "none",
+                            "give --testbed, or --src and --domain (its 802.1Qbg NIC's port)")
+    import libvirt
+
+    try:
+        conn = libvirt.openReadOnly(args.src)
+        try:
+            facts = read_domain(conn.lookupByName(args.domain))
+        finally:
+            conn.close()
+    except libvirt.libvirtError as exc:
+        raise ExecutorError(f"cannot read domain {args.domain!r} on {args.src}: {exc}") from None
+    nic = qbg_nic(facts)
+    return args.src, None, nic, f"{args.src} {nic.source_dev}"

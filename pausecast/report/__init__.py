@@ -1,0 +1,1 @@
+"""Rendering: the text report, the standard plots, the phase timeline."""

@@ -1,0 +1,382 @@
+"""Runs a sweep: splits its runs into chunks, computes each chunk somewhere, writes each as it lands.
+
+A run is one point of the design with one replicate's seed; run r is point r // replicates,
+replicate r % replicates. Chunk i holds runs [i x chunk_runs, (i + 1) x chunk_runs): fixed by the
+manifest, so a resumed sweep cuts the same chunks and skips the files already there. Chunks are
+computed in this process (--workers 1), in local processes (the default), or on Dask workers
+(--scheduler, --dask-local); only this process writes files, so remote workers need none of them.
+
+`run_task` is the one place that knows what a run is: a single VM goes through the fast path when
+that is exact (sim/fast.py) and the sweep may use it, the SimPy engine otherwise; a fleet goes through
+the fleet engine. `run_sweep` decides once whether the sweep may: asked for, and numba installed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import math
+import multiprocessing
+import operator
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..models.errors import ScenarioError
+from ..models.fieldpaths import with_values
+from ..models.record import COLUMN_DTYPES
+from ..models.sweep import Sweep, design, fleet_at, fresh_entropy, point_count, point_ids, point_values
+from ..models.sweep import replicate_seeds as spawn_replicate_seeds
+from ..sim import fast, predict
+from .provenance import git_state
+from .store import ResultsStore
+
+MANIFEST_FORMAT = 1
+# the identity of a run, ahead of its axis values and its record
+RUN_COLUMNS = ("run", "point", "replicate")
+# chunk sizes: the fast path pays a fixed cost per call (its columns, the compiled loop's setup), so it
+# takes large chunks; a SimPy chunk should take a fraction of a second, with several chunks per worker
+# for balance and resume
+FAST_CHUNK_RUNS = 100_000
+SIM_CHUNK_RUNS = (20, 1000)
+CHUNKS_PER_WORKER = 16
+PACKAGES = ("pausecast", "numpy", "numba", "pandas", "pyarrow", "simpy", "matplotlib", "tqdm", "dask",
+            "distributed")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    # local processes; 1 = in this process; 0 = one per core
+    workers: int = 0
+    # a Dask scheduler to send chunks to (tcp://HOST:PORT), or a local Dask cluster of this many workers
+    scheduler: str = ""
+    dask_local: int = 0
+    resume: bool = False
+    # the fast path wherever it is exact (and numba is installed); False = the SimPy engine for every run
+    fast: bool = True
+    # runs per chunk; 0 = chosen from the sweep's size
+    chunk_runs: int = 0
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    root: Path
+    runs: int
+    # runs computed by this call (the rest were already there)
+    computed: int
+    seconds: float
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every chunk of one sweep shares."""
+
+    sweep: Sweep
+    fast: bool
+
+
+@dataclass(frozen=True)
+class Task:
+    """One chunk: its runs, their axis values and seeds."""
+
+    chunk: int
+    runs: np.ndarray
+    replicates: int
+    columns: dict[str, np.ndarray]
+    seeds: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------------
+# one chunk: where runs become rows
+
+
+def run_task(job: Job, task: Task) -> pd.DataFrame:
+    """The rows of one chunk, in run order: its run, point and replicate, the axis values, and the
+    result record (a fleet: one row per VM)."""
+    if job.sweep.kind == "fleet":
+        return _fleet_rows(job.sweep, task)
+    return _single_vm_rows(job, task)
+
+
+def _head(task: Task, rows_per_run: np.ndarray | int = 1) -> dict[str, np.ndarray]:
+    runs = np.repeat(task.runs, rows_per_run)
+    head = {"run": runs, "point": runs // task.replicates, "replicate": runs % task.replicates}
+    head.update({f: np.repeat(col, rows_per_run) for f, col in task.columns.items()})
+    return head
+
+
+def _single_vm_rows(job: Job, task: Task) -> pd.DataFrame:
+    base = job.sweep.scenario
+    n = len(task.runs)
+    data = {name: np.empty(n, dtype=dtype) for name, dtype in COLUMN_DTYPES.items()}
+    on_fast = np.zeros(n, dtype=bool)
+    if job.fast:
+        on_fast = np.broadcast_to(fast.eligible(fast.inputs(base, task.columns)), (n,))
+    if on_fast.any():
+        idx = np.flatnonzero(on_fast)
+        # the fast path draws nothing at random: a point's replicates differ only in their seed
+        _, first, copies = np.unique(task.runs[idx] // task.replicates, return_index=True,
+                                     return_inverse=True)
+        points = {f: col[idx[first]] for f, col in task.columns.items()}
+        for name, values in fast.evaluate(fast.inputs(base, points), len(first)).items():
+            data[name][idx] = values[copies]
+        data["scenario_id"][idx] = np.array(point_ids(base, points), dtype=object)[copies]
+        data["engine"][idx] = fast.ENGINE
+        data["scenario_name"][idx] = base.name
+        data["seed"][idx] = task.seeds[idx]
+    on_sim = np.flatnonzero(~on_fast)
+    records = [predict(with_values(base, point_values(task.columns, i)), seed=int(task.seeds[i]))
+               for i in on_sim.tolist()]
+    if records:
+        by_column = zip(*map(_record_values, records), strict=True)
+        for (name, dtype), values in zip(COLUMN_DTYPES.items(), by_column, strict=True):
+            data[name][on_sim] = np.array(values, dtype=dtype)
+    return pd.DataFrame({**_head(task), **data})
+
+
+# a record's row in COLUMN_DTYPES' order, as MigrationRecord.to_row has it, without a dict per row
+_record_values = operator.attrgetter(*COLUMN_DTYPES)
+
+
+def _fleet_rows(sweep: Sweep, task: Task) -> pd.DataFrame:
+    from ..sim.fleet import simulate_fleet  # only fleet sweeps need the fleet engine
+
+    rows: list[dict[str, Any]] = []
+    per_run = np.zeros(len(task.runs), dtype=np.int64)
+    for i in range(len(task.runs)):
+        records = simulate_fleet(fleet_at(sweep, task.columns, i), seed=int(task.seeds[i])).records
+        per_run[i] = len(records)
+        rows.extend(records)
+    body = pd.DataFrame(rows).astype({k: v for k, v in COLUMN_DTYPES.items() if k in rows[0]})
+    return pd.concat([pd.DataFrame(_head(task, per_run)), body], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the whole sweep
+
+
+def run_sweep(sweep: Sweep, root: Path, options: RunOptions) -> SweepRun:
+    started = time.perf_counter()
+    store = ResultsStore(root)
+    previous = _previous_manifest(store, options.resume)
+    entropy = _entropy(sweep, previous)
+    columns = design(sweep, entropy)
+    seeds = spawn_replicate_seeds(sweep.replicates, entropy)
+    n_runs = point_count(columns) * sweep.replicates
+    workers = _worker_count(options)
+    use_fast = _fast_path_allowed(sweep, options.fast)
+    chunk_runs = (previous or {}).get("chunk_runs") or options.chunk_runs or _chunk_runs(
+        sweep, columns, use_fast, n_runs, workers)
+    manifest = _manifest(sweep, entropy, columns, n_runs, chunk_runs, use_fast)
+    if previous is not None:
+        _check_same_sweep(previous, manifest, store.root)
+        manifest["created"] = previous.get("created", manifest["created"])
+    store.prepare()
+    store.write_manifest(manifest)
+
+    done = store.done_chunks()
+    todo = [i for i in range(math.ceil(n_runs / chunk_runs)) if i not in done]
+    left = sum(min(chunk_runs, n_runs - i * chunk_runs) for i in todo)
+    job = Job(sweep, use_fast)
+    computed = 0
+    tasks = (_task(i, chunk_runs, n_runs, sweep.replicates, columns, seeds) for i in todo)
+    # one chunk cannot be shared out: starting processes would only cost time
+    local = len(todo) <= 1 and not (options.scheduler or options.dask_local)
+    with (_backend(options, 1 if local else workers) as backend,
+          tqdm(total=n_runs, initial=n_runs - left, unit="run", desc=sweep.name, disable=not options.progress,
+               dynamic_ncols=True, smoothing=0.05) as bar):
+        for task, rows in backend(job, tasks):
+            store.write_chunk(task.chunk, rows)
+            computed += len(task.runs)
+            bar.update(len(task.runs))
+    manifest.update(status="complete", completed=_now())
+    store.write_manifest(manifest)
+    return SweepRun(store.root, n_runs, computed, time.perf_counter() - started, manifest)
+
+
+def _task(chunk: int, chunk_runs: int, n_runs: int, replicates: int, columns: dict[str, np.ndarray],
+          seeds: np.ndarray) -> Task:
+    runs = np.arange(chunk * chunk_runs, min(n_runs, (chunk + 1) * chunk_runs), dtype=np.int64)
+    points = runs // replicates
+    return Task(chunk, runs, replicates, {f: col[points] for f, col in columns.items()},
+                seeds[runs % replicates])
+
+
+def _fast_path_allowed(sweep: Sweep, asked: bool) -> bool:
+    """The fast path as asked for, unless numba is missing here: then every run goes to the SimPy
+    engine, which gives the same numbers more slowly, and the manifest says so. A fleet never takes
+    the fast path, so it needs no numba."""
+    if not asked or sweep.kind == "fleet" or fast.available():
+        return asked
+    print("pausecast: numba not installed: sweeps run in the SimPy engine; pip install 'pausecast[fast]' "
+          "for the compiled fast path", file=sys.stderr)
+    return False
+
+
+def _worker_count(options: RunOptions) -> int:
+    if options.dask_local:
+        return options.dask_local
+    return options.workers or os.cpu_count() or 1
+
+
+def _chunk_runs(sweep: Sweep, columns: dict[str, np.ndarray], use_fast: bool, n_runs: int,
+                workers: int) -> int:
+    if sweep.kind == "fleet":
+        return 1  # one evacuation is already a long run
+    if use_fast and np.all(fast.eligible(fast.inputs(sweep.scenario, columns))):
+        return FAST_CHUNK_RUNS
+    lo, hi = SIM_CHUNK_RUNS
+    return int(min(hi, max(lo, math.ceil(n_runs / (workers * CHUNKS_PER_WORKER)))))
+
+
+def _previous_manifest(store: ResultsStore, resume: bool) -> dict[str, Any] | None:
+    previous = store.read_manifest()
+    if previous is None and store.done_chunks():
+        raise ScenarioError("--results", str(store.root),
+                            "holds result chunks but no manifest: choose another folder or remove it")
+    if previous is not None and not resume:
+        raise ScenarioError("--results", str(store.root), "already holds this sweep's results: pass "
+                                                           "--resume to finish it, or remove the folder")
+    return previous
+
+
+def _entropy(sweep: Sweep, previous: dict[str, Any] | None) -> int:
+    if sweep.seed is not None:
+        return sweep.seed
+    if previous is not None:
+        return int(previous["seed_entropy"])
+    return fresh_entropy()
+
+
+# what must match for a resumed sweep to continue the same table
+_SAME_SWEEP_KEYS = ("definition", "seed_entropy", "points", "runs", "chunk_runs", "fast_path")
+
+
+def _check_same_sweep(previous: dict[str, Any], current: dict[str, Any], root: Path) -> None:
+    now = json.loads(json.dumps(current))
+    for key in _SAME_SWEEP_KEYS:
+        if previous.get(key) != now.get(key):
+            raise ScenarioError("--resume", str(root), f"the results there come from another sweep ({key} "
+                                                        "differs): choose another --results, or remove them")
+
+
+def _manifest(sweep: Sweep, entropy: int, columns: dict[str, np.ndarray], n_runs: int, chunk_runs: int,
+              use_fast: bool) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT, "name": sweep.name, "sweep_file": sweep.source, "status": "running",
+        "created": _now(), "definition": sweep.definition(), "seed_entropy": entropy,
+        "seed_given": sweep.seed is not None, "points": point_count(columns), "runs": n_runs,
+        "chunk_runs": chunk_runs, "fast_path": use_fast,
+        "columns": {"run": list(RUN_COLUMNS), "axes": list(sweep.fields)},
+        "versions": _versions(), "git": git_state(),
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+# ---------------------------------------------------------------------------------------------------
+# where chunks are computed: each backend maps (job, tasks) to (task, rows) as chunks finish
+
+Backend = Callable[[Job, Iterable[Task]], Iterator[tuple[Task, pd.DataFrame]]]
+# chunks in flight per worker: enough to keep workers busy, few enough to bound memory
+IN_FLIGHT_PER_WORKER = 2
+
+
+class _backend:
+    """A context manager that gives the backend the options ask for and tears it down after."""
+
+    def __init__(self, options: RunOptions, workers: int) -> None:
+        self.options, self.workers = options, workers
+        self.close: Callable[[], None] = lambda: None
+
+    def __enter__(self) -> Backend:
+        o = self.options
+        if o.scheduler or o.dask_local:
+            return self._dask()
+        if self.workers == 1:
+            return lambda job, tasks: ((task, run_task(job, task)) for task in tasks)
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        self.close = lambda: pool.shutdown(cancel_futures=True)
+        return lambda job, tasks: _windowed(lambda t: pool.submit(run_task, job, t), _first_done_local,
+                                            tasks, self.workers * IN_FLIGHT_PER_WORKER)
+
+    def _dask(self) -> Backend:
+        try:
+            from distributed import Client, LocalCluster
+            from distributed import wait as dask_wait
+        except ImportError:
+            raise ScenarioError("--scheduler" if self.options.scheduler else "--dask-local", "dask",
+                                "needs dask[distributed]: pip install 'pausecast[dist]'") from None
+        if self.options.scheduler:
+            try:
+                client = Client(self.options.scheduler, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                raise ScenarioError("--scheduler", self.options.scheduler,
+                                    f"no Dask scheduler answers there ({exc})") from None
+            self.close = client.close
+        else:
+            cluster = LocalCluster(n_workers=self.options.dask_local, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=40)
+            client = Client(cluster)
+            self.close = lambda: (client.close(), cluster.close())
+
+        def first_done(pending: set) -> set:
+            return set(dask_wait(list(pending), return_when="FIRST_COMPLETED").done)
+
+        def backend(job: Job, tasks: Iterable[Task]) -> Iterator[tuple[Task, pd.DataFrame]]:
+            shared = client.scatter(job, broadcast=True)
+            slots = max(1, sum(client.nthreads().values())) * IN_FLIGHT_PER_WORKER
+            return _windowed(lambda t: client.submit(run_task, shared, t, pure=False), first_done, tasks,
+                             slots)
+
+        return backend
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _first_done_local(pending: set) -> set:
+    return wait(pending, return_when=FIRST_COMPLETED).done
+
+
+def _windowed(submit: Callable[[Task], Any], first_done: Callable[[set], set], tasks: Iterable[Task],
+              slots: int) -> Iterator[tuple[Task, pd.DataFrame]]:
+    """Keeps at most `slots` chunks in flight; yields each as it finishes."""
+    pending: dict[Any, Task] = {}
+    queue = iter(tasks)
+    while True:
+        for task in queue:
+            pending[submit(task)] = task
+            if len(pending) >= slots:
+                break
+        if not pending:
+            return
+        for future in first_done(set(pending)):
+            yield pending.pop(future), future.result()
