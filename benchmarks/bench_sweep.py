@@ -1,6 +1,6 @@
 """Sweep throughput: 100,000 single-VM scenarios through the fast path and through the SimPy engine.
 
-The workload is the planner's question of issue 4 (examples/sweep-what-if.toml, sampled): a 4 GiB VM,
+The workload is the planner's question (examples/sweep-what-if.toml, sampled): a 4 GiB VM,
 dirty rate 10-500 MiB/s x max downtime 50-2000 ms (Latin hypercube, log scales) x 1/10/25 GbE.
 About a tenth of it sits near the convergence boundary (1 GbE moves 119 MiB/s), where pre-copy needs
 hundreds to thousands of syncs, each decided by the one before; the fast path's compiled loop
@@ -108,7 +108,7 @@ def main() -> None:
         done = run_sweep(sweep, Path(tmp) / "sim", on_processes)
         sim_rate = done.runs / done.seconds
         fast_rate = n / fast_s
-        print(f"\n{n:,} scenarios, issue 4's figures:")
+        print(f"\n{n:,} scenarios, the planner's question's figures:")
         print(f"  fast path, 1 process:           {fast_rate:12,.0f} scenarios/s  ({fast_s:.3f} s)  "
               f"{verdict(fast_rate, FAST_TARGET_PER_S)}")
         print(f"  SimPy engine, {args.workers} local processes: {sim_rate:10,.0f} scenarios/s  "

@@ -20,10 +20,10 @@ def observed_latency_s(latency_s: float, poll_interval_s: float, timeout_s: floa
 
 
 def waits_for_switch(port_type: str, request: str) -> bool:
-    """Which requests libvirt blocks on. Measured with libvirt 9.0 (DESIGN.md): with 802.1Qbg the
-    Finish associate (and the Confirm disassociate) read the status left by the previous successful
-    request and return at once; only Prepare's pre-associate waits. With 802.1Qbh every request waits
-    for the NIC's answer, so the Finish associate lands inside the pause window."""
+    """Which requests libvirt blocks on. Measured with libvirt 9.0 (tests/test_vdp_testbed.py): with
+    802.1Qbg the Finish associate (and the Confirm disassociate) read the status left by the previous
+    successful request and return at once; only Prepare's pre-associate waits. With 802.1Qbh every
+    request waits for the NIC's answer, so the Finish associate lands inside the pause window."""
     if port_type == "none":
         return False
     if port_type == "802.1Qbg":

@@ -1,6 +1,6 @@
 """Overheads profiles: the fixed costs of a migration that are not moving memory.
 
-`default` holds the figures measured on the namespace testbed described in issue 5 (Debian 12,
+`default` holds the figures measured on the namespace testbed of this project (Debian 12,
 libvirt 9.0, QEMU 7.2) where one exists, and small estimates marked as such elsewhere;
 `pausecast calibrate` measures all of them and writes a profile file with the same keys.
 """
@@ -19,7 +19,7 @@ DEFAULT_PROFILE_MS = {
     "setup_ms": 300.0,      # measured: QEMU migration setup before the first page is sent (~0.3 s)
     "handshake_ms": 1.0,    # estimate: pause-before-switchover event and libvirt's migrate-continue
     "finish_ms": 10.0,      # estimate: destination Finish housekeeping before the vCPUs start
-    "resume_ms": 3.0,       # measured: vCPUs start ~3 ms after the Finish associate request (issue 6)
+    "resume_ms": 3.0,       # measured: vCPUs start ~3 ms after the Finish associate request
     "confirm_ms": 1800.0,   # measured: tearing the source QEMU down in Confirm (~1.8 s)
     # measured: the first self-announce (RARP) reached the switch port 0.9-1.0 ms after QEMU's RESUME
     # (QEMU sends round one at once, net/announce.c; announce-initial, 50 ms, is the wait before round two)

@@ -39,7 +39,7 @@ def _spec(default: Any, *, choices: tuple[str, ...] = (), lo: float | None = Non
 class DirtySpec:
     # constant | hotcold | trace
     model: str = _spec("constant", choices=("constant", "hotcold", "trace"))
-    # DESIGN.md worked example: 250 MB/s = 238.4 MiB/s of distinct pages
+    # the worked example (models/closed_form.py): 250 MB/s = 238.4 MiB/s of distinct pages
     rate_mib_s: float = _spec(238.4, lo=0.0)
     # hot/cold (Clark et al. NSDI 2005 writable working set): a hot set rewritten continuously...
     hot_set_mib: float = _spec(0.0, lo=0.0)
@@ -56,7 +56,7 @@ class DirtySpec:
 
 @dataclass(frozen=True)
 class VmSpec:
-    # libvirt has no default memory; 4 GiB is DESIGN.md's worked example
+    # libvirt has no default memory; 4 GiB is the worked example's (models/closed_form.py)
     memory_mib: float = _spec(4096.0, lo=0.0, lo_open=True)
     # QEMU TARGET_PAGE_SIZE on x86-64
     page_size_bytes: int = _spec(4096, lo=512, hi=1 << 30)
@@ -71,7 +71,7 @@ class VmSpec:
 
 @dataclass(frozen=True)
 class LinkSpec:
-    # DESIGN.md worked example: 10 GbE
+    # the worked example (models/closed_form.py): 10 GbE
     bandwidth_mbit_s: float = _spec(10000.0, lo=0.0, lo_open=True)
     # usable fraction of the line rate for the migration stream (TCP/IP framing, competing traffic)
     efficiency: float = _spec(1.0, lo=0.0, hi=1.0, lo_open=True)
@@ -90,7 +90,7 @@ class MigrationSpec:
     max_downtime_ms: float = _spec(300.0, lo=0.0, lo_open=True)
     # libvirt: 0 = unlimited (it overrides QEMU's own 128 MiB/s max-bandwidth default)
     bandwidth_mib_s: float = _spec(0.0, lo=0.0)
-    # qemu: QEMU's rule (DESIGN.md); pass-end: the textbook rule that the closed form solves
+    # qemu: QEMU's rule (models/switchover.py); pass-end: the textbook rule that the closed form solves
     switchover_rule: str = _spec("qemu", choices=("qemu", "pass-end"))
     # virsh migrate --timeout; 0 = none (libvirt's default)
     timeout_s: float = _spec(0.0, lo=0.0)
@@ -115,7 +115,7 @@ class PortProfileSpec:
 
 @dataclass(frozen=True)
 class SwitchSpec:
-    # lldpad in bridge mode answered in 2-4 ms on the namespace testbed (issue 6)
+    # lldpad in bridge mode answered in 2-4 ms on the namespace testbed
     service_time_ms: float = _spec(3.0, lo=0.0)
     service_distribution: str = _spec("constant", choices=("constant", "exponential", "lognormal"))
     # coefficient of variation, used by the lognormal distribution

@@ -19,7 +19,7 @@ Every function takes one migration's floats or whole arrays of migrations in the
 (see `elementwise`); branches are written as selections so that both give the same bits. With arrays,
 all migrations in a state sync together, so `syncs` stays one integer.
 
-Worked example (DESIGN.md, qemu rule): 4 GiB, 10 Gbit/s, 238.4 MiB/s dirty, 300 ms: checks every
+Worked example (closed_form.py's VM, qemu rule): 4 GiB, 10 Gbit/s, 238.4 MiB/s dirty, 300 ms: checks every
 50 ms move 62.5 MB each; the bitmap first falls under 375 MB at t = 3.15 s (357.5 MB left), the sync
 brings it to ~1080 MB; the next syncs come at 3.75 s (~468 MB) and 3.85 s (~368 MB < 375 MB): stop,
 ~294 ms of final copy, 5 iterations counting the setup and completion syncs.

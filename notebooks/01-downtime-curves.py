@@ -49,7 +49,7 @@ def scenario(**sections):
 # %% [markdown]
 # ## 1. The worked example three ways
 #
-# DESIGN.md's example: 4 GiB, 10 Gbit/s, 250 MB/s of distinct pages, 300 ms limit, no fixed costs.
+# The worked example: 4 GiB, 10 Gbit/s, 250 MB/s of distinct pages, 300 ms limit, no fixed costs.
 
 # %%
 worked = {"vm": {"dirty": {"rate_mib_s": 250e6 / 2**20}}, "overheads": {"profile": "none"}}

@@ -12,7 +12,7 @@ settings.register_profile("ci", derandomize=True, deadline=None)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-# DESIGN.md's worked example: 4 GiB, 10 Gbit/s = 1.25 GB/s, 250 MB/s distinct pages, 300 ms
+# models/closed_form.py's worked example: 4 GiB, 10 Gbit/s = 1.25 GB/s, 250 MB/s distinct pages, 300 ms
 WORKED_DIRTY_MIB_S = 250e6 / 2**20
 
 

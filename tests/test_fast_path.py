@@ -13,7 +13,7 @@ from pausecast.sim.fast import predict_many
 
 from .conftest import make
 
-# identity columns and strings are compared exactly, every number within 0.1% (issue 4)
+# identity columns and strings are compared exactly, every number within 0.1%
 EXACT = ("converged", "failure", "forced", "iterations", "scenario_id")
 TIMES = [c for c in COLUMNS if c.endswith(("_s", "_ms")) or c in ("bytes_sent", "dirty_rate_pages_s")]
 

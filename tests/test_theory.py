@@ -16,7 +16,7 @@ GIB = 2**30
 
 
 def test_closed_form_matches_design_worked_example():
-    # DESIGN.md by hand: V0 = 4.295 GB in 3.436 s, V1 = 0.859 GB in 0.687 s, V2 = 0.172 GB <= 0.375 GB
+    # By hand: V0 = 4.295 GB in 3.436 s, V1 = 0.859 GB in 0.687 s, V2 = 0.172 GB <= 0.375 GB
     r = closed_form(4 * GIB, 1.25e9, 250e6, 0.300)
     assert r.converged and r.iterations == 2
     assert r.precopy_time_s == pytest.approx(3.436 + 0.687, abs=0.002)
@@ -79,7 +79,7 @@ def test_pass_end_boundary_case_found_by_hypothesis():
 
 
 def test_qemu_rule_follows_the_hand_derived_trajectory(worked_example):
-    # By hand (DESIGN.md's rule), in 4 KiB pages: each 50 ms check sends 62.5 MB = 15,229.04 pages
+    # By hand (QEMU's rule), in 4 KiB pages: each 50 ms check sends 62.5 MB = 15,229.04 pages
     # of 4,096 + 8 bytes; the threshold is 375 MB = 91,552.7 pages.
     # Check 63 (t = 3.15 s) is the first under it: 1,048,576 - 63 x 15,229.04 = 89,146.5 left.
     #   Sync: 250 MB/s x 3.15 s = 192,260.7 pages dirtied, 91.50% of them not pending: 265,062.1.
@@ -95,7 +95,7 @@ def test_qemu_rule_follows_the_hand_derived_trajectory(worked_example):
     assert r.iterations == 5
     assert r.precopy_time_s == pytest.approx(3.85, abs=1e-6)
     assert r.downtime_ms == pytest.approx(299.45, abs=0.05)
-    # DESIGN.md: under QEMU's rule the total lands within ~3% of the pass-end total, the downtime near
+    # Under QEMU's rule the total lands within ~3% of the pass-end total, the downtime near
     # the limit (about twice the pass-end one)
     pass_end = closed_form(4 * GIB, 1.25e9, 250e6, 0.300)
     assert r.total_time_s == pytest.approx(pass_end.total_time_s, rel=0.03)

@@ -155,7 +155,7 @@ def test_network_outage_is_measured_and_grows_with_switch_service_time(service_r
             assert r.network_outage_ms >= r.pause_window_ms
     slow = service_runs[ADDED_MS]
     for r in slow:
-        # libvirt 9.0 resumes the guest without waiting for Finish's associate (issue 6): the switch
+        # libvirt 9.0 resumes the guest without waiting for Finish's associate: the switch
         # answers ADDED_MS after the request, the guest runs cut off from the network until then
         assert r.association_ms == pytest.approx(ADDED_MS, abs=25)
         assert r.extra["port_forwarding_s"] > r.extra["destination_start_s"]
@@ -208,7 +208,7 @@ def _wait_for_drops(tb: VdpTestbed, offsets: dict[str, int], timeout_s: float) -
 
 
 def test_stuck_vsi_is_reported_and_recovered_by_restarting_lldpad(tb, scenario, monkeypatch):
-    """issue 6's lldpad fault: the switch vanishes while a VSI is associated; the station drops the VSI
+    """lldpad's stuck-VSI fault: the switch vanishes while a VSI is associated; the station drops the VSI
     after its keep-alive and response timers without telling libvirt, keeps a stuck record, and refuses
     that instance until lldpad restarts. One guest on each host, with the same (fresh) VSI, gets it stuck
     on both; then the executor must name it for the guest's start (source) and for the migration's
@@ -313,7 +313,7 @@ def test_cli_testbed_up_plays_the_scenarios_switch_and_run_records_the_outage(tb
     assert "probe" in record["extra"]["outage_source"]
 
 
-# libvirt's own netlink messages to lldpad (issue 6), captured with strace on each host's libvirtd: the
+# libvirt's own netlink messages to lldpad, captured with strace on each host's libvirtd: the
 # testbed's namespaces have no nlmon device, and strace reads the messages where libvirt hands them over
 CAPTURE_SERVICE_MS = 500.0  # far above libvirt's 125 ms poll, so a poll that reads success before the
 # switch's answer cannot be mistaken for the answer, even on a loaded machine

@@ -75,7 +75,7 @@ class Measurement:
     log_events: tuple[LogEvent, ...]
     t0_s: float
     completed: dict[str, Any] = field(default_factory=dict)
-    # a host's lldpad refusing the guest's VSI (issue 6): why the call failed, or a warning after success
+    # a host's lldpad refusing the guest's VSI: why the call failed, or a warning after success
     port_fault: StuckVsi | None = None
 
     def raw(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ The guest's NIC is a macvtap in VEPA mode on vx0 with `<virtualport type='802.1Q
 pre-associates on the destination in Prepare, associates there in Finish and de-associates on the source
 in Confirm, through the host's lldpad, over real ECP frames to the switch.
 
-Why this shape (issue 6): libvirt follows IFLA_LINK from the macvtap's lower device to a device without
+Why this shape: libvirt follows IFLA_LINK from the macvtap's lower device to a device without
 a parent and asks lldpad about that one; a VXLAN is such a device and lives in the host's namespace, and
 lldpad serves it only if it exists and is up when lldpad starts (a VXLAN reports UNKNOWN, so no later UP
 event adds it). Each lldpad keeps its single-instance record in /dev/shm/lldpad.state: every host gets a
@@ -77,7 +77,7 @@ _LLDPAD_CONF = """nearest_customer_bridge :
 }};
 """
 # what plays the switch: the VDP emulator (a [switch] spec) or lldpad itself in bridge mode, the
-# reference peer the emulator must match (issue 6); the bridge's ECP ack timer is the emulator's
+# reference peer the emulator must match; the bridge's ECP ack timer is the emulator's
 SWITCH_KINDS = ("emulator", "lldpad-bridge")
 _BRIDGE_PORT_CONF = """  {ifname} :
   {{
@@ -297,7 +297,7 @@ class VdpTestbed(Testbed):
             log.close()
 
     def restart_lldpad(self, host: str) -> None:
-        """A fresh lldpad on `host`, which forgets every VSI, stuck ones included (issue 6's fault: a
+        """A fresh lldpad on `host`, which forgets every VSI, stuck ones included (the stuck-VSI fault: a
         station whose switch went silent during a keep-alive drops the VSI without telling libvirt and
         refuses it until restarted). The switch on its port restarts too: a fresh switch sends its LLDPDU
         at once, which hands the fresh station its VDP timers (else it waits up to 30 s for the next)."""

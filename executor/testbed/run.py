@@ -72,7 +72,7 @@ def run_on_testbed(tb: Testbed, scenario: Scenario, *, name: str = GUEST_NAME,
                    recover: bool = True) -> Measurement:
     """Runs the scenario once. The guest is destroyed afterwards wherever it is, unless keep_guest
     (the fault tests read its state and serial log). On the 802.1Qbg testbed a run that a stuck VSI
-    stopped (issue 6: a host's lldpad refused the guest's start or the migration) runs once more after
+    stopped (a host's lldpad refused the guest's start or the migration) runs once more after
     restarting that host's lldpad, unless not `recover`; stderr and record.extra["recovered"] say so.
     (Only a testbed's lldpad is ever restarted: on real hosts the diagnosis is all.)"""
     run = functools.partial(_run_once, tb, scenario, name=name, on_sample=on_sample, give_up_s=give_up_s,

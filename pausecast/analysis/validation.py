@@ -1,5 +1,5 @@
 """Prediction against measurement: per-figure errors of one pair of records, and the verdict on a
-table of such pairs against the accuracy target (issue 5):
+table of such pairs against the accuracy target:
 
     median |error| of the total time                      <= 3 %
     median pause-window error                              <= 15 % or <= 5 ms, whichever is larger

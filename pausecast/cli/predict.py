@@ -17,7 +17,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.epilog = ("Examples: pausecast predict; pausecast predict examples/busy-database.toml --set "
                 "migration.max_downtime_ms=500 --json")
     p.add_argument("scenario", nargs="?", help="scenario TOML file (default: the bundled default, "
-                   "DESIGN.md's worked example)")
+                   "the worked example of models/closed_form.py)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one scenario key, value in TOML syntax (repeatable), "
                         "e.g. --set vm.dirty.rate_mib_s=100")
