@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..models import switchover as rule
+from ..models import timeline
 from ..models.dirty import ConstantDirty, HotColdDirty
 from ..models.fieldpaths import get_value
 from ..models.phases import network_outage_s
@@ -163,10 +164,9 @@ class _Migrations:
         c, oh = self.c, self._overheads()
         half_rtt = ms_to_s(c["link.rtt_ms"]) / 2
         # engine.MigrationRun.run: each wait is `now + delay`, from t = 0
-        begin_end = 0.0 + oh["begin"]
-        prepare_end = (begin_end + (half_rtt + oh["prepare"])) + half_rtt
-        setup_s = oh["setup"] + 2 * half_rtt
-        live_start = prepare_end + setup_s
+        opened = timeline.opening(self._timeline_overheads(), half_rtt)
+        begin_end, prepare_end, live_start = opened.begin_end_s, opened.prepare_end_s, opened.live_start_s
+        setup_s = timeline.setup_s(self._timeline_overheads(), half_rtt)
         reached, stop_at, converged = self._precopy(live_start)
         precopy_s = stop_at - live_start
         for name, values in {
@@ -186,14 +186,16 @@ class _Migrations:
         final_s = rule.final_copy_s(final_wire, self.final_rate, self.cap_bound,
                                     mib_to_bytes(c["link.socket_backlog_mib"]))
         out["final_copy_ms"][rows] = s_to_ms(final_s)
-        perform_end = np.where(converged, stop_at + (oh["handshake"] + final_s), stop_at)
+        # a stalled migration's later columns are overwritten below: only its Perform end is kept
+        closed = timeline.closing(self._timeline_overheads(), half_rtt, stop_at, final_s)
+        perform_end = np.where(converged, closed.perform_end_s, stop_at)
         out["downtime_ms"][rows] = s_to_ms(perform_end - stop_at)
         out["perform_end_s"][rows] = out["finish_start_s"][rows] = perform_end
-        resumed = ((perform_end + half_rtt) + oh["finish"]) + oh["resume"]
+        resumed = closed.destination_start_s
         out["pause_window_ms"][rows] = s_to_ms(resumed - stop_at)
         out["network_outage_ms"][rows] = s_to_ms(network_outage_s(stop_at, resumed, resumed, oh["announce"]))
         out["finish_end_s"][rows] = out["confirm_start_s"][rows] = resumed
-        out["total_time_s"][rows] = out["confirm_end_s"][rows] = (resumed + half_rtt) + oh["confirm"]
+        out["total_time_s"][rows] = out["confirm_end_s"][rows] = closed.confirm_end_s
         stalled = ~converged
         if stalled.any():
             at = np.flatnonzero(stalled) if isinstance(rows, slice) else rows[stalled]
@@ -205,6 +207,10 @@ class _Migrations:
                     "confirm_start_s": math.nan, "confirm_end_s": math.nan,
                     **dict.fromkeys(_NOT_REACHED, 0.0)}.items():
                 out[name][at] = values
+
+    def _timeline_overheads(self) -> timeline.Overheads:
+        return timeline.Overheads.from_ms({k[len("overheads."):]: v for k, v in self.c.items()
+                                           if k.startswith("overheads.")})
 
     def _overheads(self) -> dict[str, np.ndarray]:
         return {name: ms_to_s(self.c[f"overheads.{name}_ms"])
