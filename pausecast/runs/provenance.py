@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # the tree the package runs from: the checkout when installed editable (or run in place)
-SOURCE_TREE = Path(__file__).resolve().parent.parent
+SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
 def package_version() -> str:
