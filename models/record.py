@@ -88,6 +88,73 @@ REQUIRED_COLUMNS = ("scenario_id", "engine", "converged", "failure", "iterations
                     *(f"{p}_{edge}_s" for p in Phase for edge in ("start", "end")))
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What a real run measured beyond the common columns (engine "executor"; executor/migration/
+    measure.py says where each comes from). Times are seconds after the migration call, NaN when not
+    seen. A record carries it as `extra`, this class's fields by name (`as_extra`), which is what
+    record.json holds; code that reads it back takes it typed (`Measured.of`)."""
+
+    mode: str = ""
+    # "<source URI> -> <destination URI>"
+    direction: str = ""
+    # QEMU's STOP -> RESUME, a few ms under libvirt's pause window (another clock)
+    pause_window_qemu_ms: float = NAN
+    # the destination's "launch" -> "launch built" in Prepare: libvirt building QEMU's command line
+    command_line_ms: float = NAN
+    # libvirt's completed-job downtime_net and time_elapsed
+    downtime_net_ms: float = NAN
+    time_elapsed_ms: float = NAN
+    # where network_outage_ms came from: a watched switch port, or the pause window assumed
+    outage_source: str = ""
+    # the switch's view of the destination port (NaN: not watched)
+    port_associate_request_s: float = NAN
+    port_forwarding_s: float = NAN
+    port_first_frame_s: float = NAN
+    memory_constant_pages: int = 0
+    memory_normal_pages: int = 0
+    stream_mib_s: float = NAN
+    domain_memory_mib: float = NAN
+    # {"source": {"libvirt": "9.0.0", "qemu": "7.2.0"}, "destination": {...}}
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    # QEMU's MIGRATION_PASS events on the source
+    iteration_times_s: list[float] = field(default_factory=list)
+    qemu_stop_s: float = NAN
+    # QEMU's RESUME on the destination
+    destination_start_s: float = NAN
+    # QEMU's MIGRATION "active": the first page
+    live_start_s: float = NAN
+    # what the executor's watchdog did: "" | "timeout" | "give-up", and when
+    watchdog: str = ""
+    watchdog_s: float = NAN
+    error: str = ""
+    error_code: int = 0
+    error_domain: int = 0
+    # after a failure: could the client still reach the destination daemon (None: not asked)
+    destination_reachable: bool | None = None
+    source_state: str = ""
+    port_fault: str = ""
+    rtt_ms: float = NAN
+    # the README's log_filters the daemons' logs lack, and where the phases came from
+    missing_log_filters: list[str] = field(default_factory=list)
+    phases_from: str = ""
+    # a stuck VSI the testbed recovered from before running again ("" when none)
+    recovered: str = ""
+
+    def as_extra(self) -> dict[str, Any]:
+        """The record's `extra`: every field, by name ("recovered" only when there was something)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if not self.recovered:
+            del out["recovered"]
+        return out
+
+    @classmethod
+    def of(cls, record: MigrationRecord) -> Measured:
+        """A measured record's observations, typed; a prediction's (no `extra`) are all unknown."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.extra.items() if k in names})
+
+
 def record_from_row(row: dict[str, Any]) -> MigrationRecord:
     known = {k: v for k, v in row.items() if k in COLUMNS}
     return MigrationRecord(**known)

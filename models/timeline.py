@@ -3,11 +3,12 @@
     begin | h + prepare + h | setup + 2h, live pre-copy, handshake + final copy
           | h + finish + resume | h + confirm                                  (h = RTT / 2)
 
-The SimPy engine (sim/engine.py) waits these spans one by one, the fast path (sim/fast.py) adds them
-as arrays, calibration (analysis/calibration.py) subtracts them from a measured run (`overheads_of`).
-Every sum here is written in the engine's order, `(now + a) + b`, so that a time is the same float
-on either engine (tests/test_fast_path.py holds them bit for bit); the arguments may be Python floats
-or numpy arrays.
+`layout` names those spans, each a tuple of the delays waited one after the other. The SimPy engine
+(sim/engine.py) waits them one by one with port requests between them, the fast path (sim/fast.py)
+folds them over arrays (`opening`, `closing`), calibration (analysis/calibration.py) reads a measured
+run's boundaries back into fixed costs (`inverse`). Every sum is folded in the engine's order,
+`(now + a) + b`, so that a time is the same float on either engine (tests/test_fast_path.py holds them
+bit for bit); the arguments may be Python floats or numpy arrays.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .units import ms_to_s
+
+OVERHEAD_NAMES = ("begin", "prepare", "setup", "handshake", "finish", "resume", "confirm", "announce")
 
 
 @dataclass(frozen=True)
@@ -35,22 +38,62 @@ class Overheads:
     def from_ms(cls, costs_ms: Any) -> Overheads:
         """From anything with `<name>_ms` attributes (a scenario's OverheadsSpec) or such a mapping."""
         get = costs_ms.__getitem__ if isinstance(costs_ms, dict) else lambda k: getattr(costs_ms, k)
-        return cls(*(ms_to_s(get(f"{name}_ms")) for name in
-                     ("begin", "prepare", "setup", "handshake", "finish", "resume", "confirm", "announce")))
+        return cls(*(ms_to_s(get(f"{name}_ms")) for name in OVERHEAD_NAMES))
 
 
-# -- the spans the engine waits, in its order (port requests fall between the two halves of Prepare,
-#    after Finish's work and after Confirm's) ----------------------------------------------------------
-def prepare_before_ports_s(oh: Overheads, half_rtt_s: Any) -> Any:
-    return half_rtt_s + oh.prepare_s
+@dataclass(frozen=True)
+class Layout:
+    """The delays of one migration, span by span, in the order they are waited. Port requests fall
+    between `prepare_before_ports` and `prepare_after_ports`, after `finish_before_ports` and after
+    `confirm`; the live pre-copy between `setup` and the stop-and-copy (`stop_and_copy_s`)."""
+
+    begin: tuple[Any, ...]
+    prepare_before_ports: tuple[Any, ...]
+    prepare_after_ports: tuple[Any, ...]
+    # Perform's start -> the first page: QEMU's setup and the migration stream's round trip
+    setup: tuple[Any, ...]
+    finish_before_ports: tuple[Any, ...]
+    # libvirt's "cont" -> QEMU's RESUME on the destination
+    resume: tuple[Any, ...]
+    confirm: tuple[Any, ...]
+    # Finish failed: Confirm resumes the source guest instead of killing it
+    confirm_after_failure: tuple[Any, ...]
+    # the pre-copy was aborted: the destination QEMU is killed (Finish), the source told (Confirm)
+    finish_after_abort: tuple[Any, ...]
+    confirm_after_abort: tuple[Any, ...]
+    # post-copy: the destination runs once the device state is there; its port follows
+    postcopy_resume: tuple[Any, ...]
+    finish_after_postcopy: tuple[Any, ...]
 
 
-def setup_s(oh: Overheads, half_rtt_s: Any) -> Any:
-    """Perform's start -> the first page: QEMU's setup and the migration stream's round trip."""
-    return oh.setup_s + 2 * half_rtt_s
+def layout(oh: Overheads, half_rtt_s: Any) -> Layout:
+    h = half_rtt_s
+    return Layout(
+        begin=(oh.begin_s,),
+        prepare_before_ports=(h + oh.prepare_s,),
+        prepare_after_ports=(h,),
+        setup=(oh.setup_s + 2 * h,),
+        finish_before_ports=(h, oh.finish_s),
+        resume=(oh.resume_s,),
+        confirm=(h, oh.confirm_s),
+        confirm_after_failure=(h, oh.resume_s),
+        finish_after_abort=(2 * h,),
+        confirm_after_abort=(h,),
+        postcopy_resume=(h + oh.resume_s,),
+        finish_after_postcopy=(h + oh.finish_s,),
+    )
+
+
+def after(t_s: Any, *spans: tuple[Any, ...]) -> Any:
+    """`t_s` plus the spans' delays, added one at a time as the engine waits them."""
+    for span in spans:
+        for delay_s in span:
+            t_s = t_s + delay_s
+    return t_s
 
 
 def stop_and_copy_s(oh: Overheads, final_copy_s: Any) -> Any:
+    """Source stop -> the end of Perform: the handshake, then the final copy."""
     return oh.handshake_s + final_copy_s
 
 
@@ -64,9 +107,10 @@ class Opening:
 
 
 def opening(oh: Overheads, half_rtt_s: Any, start_s: Any = 0.0) -> Opening:
-    begin_end = start_s + oh.begin_s
-    prepare_end = (begin_end + prepare_before_ports_s(oh, half_rtt_s)) + half_rtt_s
-    return Opening(begin_end, prepare_end, prepare_end + setup_s(oh, half_rtt_s))
+    spans = layout(oh, half_rtt_s)
+    begin_end = after(start_s, spans.begin)
+    prepare_end = after(begin_end, spans.prepare_before_ports, spans.prepare_after_ports)
+    return Opening(begin_end, prepare_end, after(prepare_end, spans.setup))
 
 
 @dataclass(frozen=True)
@@ -80,9 +124,10 @@ class Closing:
 
 
 def closing(oh: Overheads, half_rtt_s: Any, source_stop_s: Any, final_copy_s: Any) -> Closing:
+    spans = layout(oh, half_rtt_s)
     perform_end = source_stop_s + stop_and_copy_s(oh, final_copy_s)
-    started = ((perform_end + half_rtt_s) + oh.finish_s) + oh.resume_s
-    return Closing(perform_end, started, (started + half_rtt_s) + oh.confirm_s)
+    started = after(perform_end, spans.finish_before_ports, spans.resume)
+    return Closing(perform_end, started, after(started, spans.confirm))
 
 
 @dataclass(frozen=True)
@@ -98,9 +143,14 @@ class Marks:
     handshake_s: float
     final_copy_s: float
     resume_s: float
+    # the end of the pause window: source stop + libvirt's downtime
     destination_start_s: float
     total_time_s: float
-    port_first_frame_s: float  # the destination port's first frame from the guest; NaN when unwatched
+    # QEMU's RESUME on the destination, which QEMU's first self-announce follows; in the layout it is
+    # the destination's start, in a measured run it is QEMU's own event
+    destination_resume_s: float
+    # the destination port's first frame from the guest; NaN when no probe watched the port
+    port_first_frame_s: float
 
 
 def forward(oh: Overheads, half_rtt_s: float, precopy_s: float, final_copy_s: float,
@@ -110,7 +160,8 @@ def forward(oh: Overheads, half_rtt_s: float, precopy_s: float, final_copy_s: fl
     stop = o.live_start_s + precopy_s
     c = closing(oh, half_rtt_s, stop, final_copy_s)
     return Marks(start_s, o.begin_end_s, o.prepare_end_s, o.live_start_s, stop, oh.handshake_s, final_copy_s,
-                 oh.resume_s, c.destination_start_s, c.confirm_end_s, c.destination_start_s + oh.announce_s)
+                 oh.resume_s, c.destination_start_s, c.confirm_end_s, c.destination_start_s,
+                 c.destination_start_s + oh.announce_s)
 
 
 def inverse(m: Marks, half_rtt_s: float) -> Overheads:
@@ -127,5 +178,5 @@ def inverse(m: Marks, half_rtt_s: float) -> Overheads:
         finish_s=pause_s - m.handshake_s - m.final_copy_s - m.resume_s - half_rtt_s,
         resume_s=m.resume_s,
         confirm_s=(m.total_time_s - m.destination_start_s) - half_rtt_s,
-        announce_s=0.0 if first_frame != first_frame else first_frame - m.destination_start_s,
+        announce_s=0.0 if first_frame != first_frame else first_frame - m.destination_resume_s,
     )

@@ -14,6 +14,7 @@ import numpy as np
 import simpy
 
 from ..models import switchover as rule
+from ..models import timeline
 from ..models.association import waits_for_switch
 from ..models.dirty import DirtyModel, dirty_model_for, written_pages
 from ..models.phases import Phase, network_outage_s
@@ -81,8 +82,9 @@ class MigrationRun:
         self._log: list[tuple[float, str, str, str, tuple[Any, ...]]] = []
         self.m = _Marks()
         self.t0 = env.now
-        self.oh = scenario.overheads
+        self.oh = timeline.Overheads.from_ms(scenario.overheads)
         self.half_rtt_s = ms_to_s(scenario.link.rtt_ms) / 2
+        self.spans = timeline.layout(self.oh, self.half_rtt_s)
         self.port_type = scenario.port_profile.type
         self.port_answers: list[simpy.Event] = []
 
@@ -106,6 +108,12 @@ class MigrationRun:
 
     def wait(self, seconds: float):
         return self.env.timeout(max(0.0, seconds))
+
+    def wait_spans(self, *spans: tuple[float, ...]):
+        """Waits the layout's delays one after the other (models/timeline.py `after`)."""
+        for span in spans:
+            for delay_s in span:
+                yield self.wait(delay_s)
 
     # -- port profiles -------------------------------------------------------------------------
     def _port_requests(self, request: str, host: str):
@@ -145,14 +153,14 @@ class MigrationRun:
     # -- the five phases -----------------------------------------------------------------------
     def run(self):
         self.mark(Phase.BEGIN, "start")
-        yield self.wait(ms_to_s(self.oh.begin_ms))
+        yield from self.wait_spans(self.spans.begin)
         self.mark(Phase.BEGIN, "end")
 
         self.mark(Phase.PREPARE, "start")
-        yield self.wait(self.half_rtt_s + ms_to_s(self.oh.prepare_ms))
+        yield from self.wait_spans(self.spans.prepare_before_ports)
         ok, observed_s, reason = yield from self._port_requests("preassociate", "destination")
         self.m.values["preassociation_ms"] = s_to_ms(observed_s)
-        yield self.wait(self.half_rtt_s)
+        yield from self.wait_spans(self.spans.prepare_after_ports)
         self.mark(Phase.PREPARE, "end")
         if not ok:
             self.m.failure = reason
@@ -176,14 +184,13 @@ class MigrationRun:
         self.mark(Phase.FINISH, "end")
 
         self.mark(Phase.CONFIRM, "start")
-        yield self.wait(self.half_rtt_s)
         if self.m.failure:
             # Finish failed: libvirt's Confirm resumes the source guest instead of killing it
-            yield self.wait(ms_to_s(self.oh.resume_ms))
+            yield from self.wait_spans(self.spans.confirm_after_failure)
             self.m.values["source_resume_s"] = self.now()
             self.log("source", "resume", "migration failed, guest stays on the source")
         else:
-            yield self.wait(ms_to_s(self.oh.confirm_ms))
+            yield from self.wait_spans(self.spans.confirm)
             _, observed_s, _ = yield from self._port_requests("disassociate", "source")
             self.m.values["disassociation_ms"] = s_to_ms(observed_s)
         self.mark(Phase.CONFIRM, "end")
@@ -195,9 +202,8 @@ class MigrationRun:
     def _perform(self):
         """Setup, iterative pre-copy under the switchover rule, stop-and-copy. Returns an outcome."""
         vm, mig = self.s.vm, self.s.migration
-        setup_s = ms_to_s(self.oh.setup_ms) + 2 * self.half_rtt_s
-        self.m.values["setup_time_ms"] = s_to_ms(setup_s)
-        yield self.wait(setup_s)
+        self.m.values["setup_time_ms"] = s_to_ms(timeline.after(0.0, self.spans.setup))
+        yield from self.wait_spans(self.spans.setup)
         live_start = self.env.now
         self.m.values["live_start_s"] = self.now()
         zero_pages = mib_to_pages(vm.memory_mib, vm.page_size_bytes) * vm.zero_page_fraction
@@ -249,9 +255,9 @@ class MigrationRun:
         self.m.values["precopy_time_s"] = frozen_at - live_start
         self.m.values["source_stop_s"] = frozen_at - self.t0
         self.log("source", "stop", "{:.1f} MiB left", state.pending_bytes / 2**20)
-        handshake_s = ms_to_s(self.oh.handshake_ms)
+        handshake_s = self.oh.handshake_s
         final_wire = state.wire_bytes_pending + mib_to_bytes(vm.device_state_mib)
-        final_s = yield from self._stop_and_copy(handshake_s, final_wire)
+        final_s = yield from self._stop_and_copy(final_wire)
         state.syncs += 1  # the completion sync in the stop-and-copy
         self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent + final_wire
         self.m.values.update(downtime_ms=s_to_ms(self.env.now - stop_at), final_copy_ms=s_to_ms(final_s),
@@ -297,11 +303,11 @@ class MigrationRun:
         self._fast_forward(state, deadline - self.env.now - 1e-12, rate, "to the timeout")
         yield self.wait(deadline - self.env.now - 1e-12)
 
-    def _stop_and_copy(self, handshake_s: float, wire_bytes: float):
+    def _stop_and_copy(self, wire_bytes: float):
         """The guest is stopped: the handshake, then `wire_bytes` uncapped. Returns the copy's seconds."""
         final_s = rule.final_copy_s(wire_bytes, self.rates.final_bytes_s, self.rates.cap_bound,
                                     mib_to_bytes(self.s.link.socket_backlog_mib))
-        yield self.wait(handshake_s + final_s)
+        yield self.wait(timeline.stop_and_copy_s(self.oh, final_s))
         return final_s
 
     def _transfer(self, wire_bytes: float):
@@ -324,14 +330,14 @@ class MigrationRun:
         stop_at = self.env.now
         self.m.values["precopy_time_s"] = stop_at - live_start
         self.m.values["source_stop_s"] = stop_at - self.t0
-        handshake_s = ms_to_s(self.oh.handshake_ms)
+        handshake_s = self.oh.handshake_s
         device_bytes = mib_to_bytes(self.s.vm.device_state_mib)
-        device_s = yield from self._stop_and_copy(handshake_s, device_bytes)
+        device_s = yield from self._stop_and_copy(device_bytes)
         self.m.values.update(downtime_ms=s_to_ms(self.env.now - stop_at), final_copy_ms=s_to_ms(device_s),
                              handshake_ms=s_to_ms(handshake_s))
-        yield self.wait(self.half_rtt_s + ms_to_s(self.oh.resume_ms))
+        yield from self.wait_spans(self.spans.postcopy_resume)
         self.m.values.update(destination_start_s=self.now(), finish_rpc_ms=s_to_ms(self.half_rtt_s),
-                             resume_ms=self.oh.resume_ms)
+                             resume_ms=self.s.overheads.resume_ms)
         self.log("destination", "resume", "post-copy: pages follow on demand")
         remaining = state.wire_bytes_pending
         yield from self._transfer(remaining)
@@ -341,28 +347,28 @@ class MigrationRun:
     def _cancel(self):
         """The pre-copy was aborted: the destination QEMU is killed, the source guest never stopped."""
         self.mark(Phase.FINISH, "start")
-        yield self.wait(2 * self.half_rtt_s)
+        yield from self.wait_spans(self.spans.finish_after_abort)
         self.mark(Phase.FINISH, "end")
         self.mark(Phase.CONFIRM, "start")
-        yield self.wait(self.half_rtt_s)
+        yield from self.wait_spans(self.spans.confirm_after_abort)
         self.mark(Phase.CONFIRM, "end")
 
     def _finish(self):
-        yield self.wait(self.half_rtt_s)
-        yield self.wait(ms_to_s(self.oh.finish_ms))
+        yield from self.wait_spans(self.spans.finish_before_ports)
         ok, observed_s, reason = yield from self._port_requests("associate", "destination")
-        self.m.values.update(finish_rpc_ms=s_to_ms(self.half_rtt_s), finish_work_ms=self.oh.finish_ms,
+        self.m.values.update(finish_rpc_ms=s_to_ms(self.half_rtt_s),
+                             finish_work_ms=self.s.overheads.finish_ms,
                              association_wait_ms=s_to_ms(observed_s))
         if not ok:
             self.m.failure = reason
             self.log("destination", "abort", f"{reason}: destination QEMU killed")
             return
-        yield self.wait(ms_to_s(self.oh.resume_ms))
-        self.m.values.update(destination_start_s=self.now(), resume_ms=self.oh.resume_ms)
+        yield from self.wait_spans(self.spans.resume)
+        self.m.values.update(destination_start_s=self.now(), resume_ms=self.s.overheads.resume_ms)
         self.log("destination", "resume")
 
     def _finish_after_postcopy(self):
-        yield self.wait(self.half_rtt_s + ms_to_s(self.oh.finish_ms))
+        yield from self.wait_spans(self.spans.finish_after_postcopy)
         ok, observed_s, reason = yield from self._port_requests("associate", "destination")
         self.m.values["association_wait_ms"] = s_to_ms(observed_s)
         self.m.values["postcopy_port_ready_s"] = self.now()
@@ -388,7 +394,7 @@ class MigrationRun:
                 association = v.get("associate_latency_s", math.inf)
             if m.forced == "postcopy":
                 port_ready = max(port_ready, v.get("postcopy_port_ready_s", start))
-            outage = network_outage_s(stop, start, port_ready, ms_to_s(self.oh.announce_ms))
+            outage = network_outage_s(stop, start, port_ready, self.oh.announce_s)
         total = m.phases.get("confirm_end_s", m.phases.get("perform_end_s", self.now()))
         if m.failure == "not-converged":
             total = math.inf

@@ -164,9 +164,9 @@ class _Migrations:
         c, oh = self.c, self._overheads()
         half_rtt = ms_to_s(c["link.rtt_ms"]) / 2
         # engine.MigrationRun.run: each wait is `now + delay`, from t = 0
-        opened = timeline.opening(self._timeline_overheads(), half_rtt)
+        opened = timeline.opening(oh, half_rtt)
         begin_end, prepare_end, live_start = opened.begin_end_s, opened.prepare_end_s, opened.live_start_s
-        setup_s = timeline.setup_s(self._timeline_overheads(), half_rtt)
+        setup_s = timeline.after(0.0, timeline.layout(oh, half_rtt).setup)
         reached, stop_at, converged = self._precopy(live_start)
         precopy_s = stop_at - live_start
         for name, values in {
@@ -174,7 +174,7 @@ class _Migrations:
                 "begin_start_s": 0.0, "begin_end_s": begin_end, "prepare_start_s": begin_end,
                 "prepare_end_s": prepare_end, "perform_start_s": prepare_end, "preassociation_ms": 0.0,
                 "association_ms": 0.0, "switch_wait_ms": 0.0, "iterations": reached.syncs + 1,
-                "precopy_time_s": precopy_s, "handshake_ms": s_to_ms(oh["handshake"]),
+                "precopy_time_s": precopy_s, "handshake_ms": s_to_ms(oh.handshake_s),
                 "finish_rpc_ms": s_to_ms(half_rtt), "finish_work_ms": c["overheads.finish_ms"],
                 "association_wait_ms": 0.0, "resume_ms": c["overheads.resume_ms"], "disassociation_ms": 0.0,
                 "dirty_rate_pages_s": np.where(precopy_s > 0, self.dirty.distinct_pages(0.0, precopy_s)
@@ -187,13 +187,13 @@ class _Migrations:
                                     mib_to_bytes(c["link.socket_backlog_mib"]))
         out["final_copy_ms"][rows] = s_to_ms(final_s)
         # a stalled migration's later columns are overwritten below: only its Perform end is kept
-        closed = timeline.closing(self._timeline_overheads(), half_rtt, stop_at, final_s)
+        closed = timeline.closing(oh, half_rtt, stop_at, final_s)
         perform_end = np.where(converged, closed.perform_end_s, stop_at)
         out["downtime_ms"][rows] = s_to_ms(perform_end - stop_at)
         out["perform_end_s"][rows] = out["finish_start_s"][rows] = perform_end
         resumed = closed.destination_start_s
         out["pause_window_ms"][rows] = s_to_ms(resumed - stop_at)
-        out["network_outage_ms"][rows] = s_to_ms(network_outage_s(stop_at, resumed, resumed, oh["announce"]))
+        out["network_outage_ms"][rows] = s_to_ms(network_outage_s(stop_at, resumed, resumed, oh.announce_s))
         out["finish_end_s"][rows] = out["confirm_start_s"][rows] = resumed
         out["total_time_s"][rows] = out["confirm_end_s"][rows] = closed.confirm_end_s
         stalled = ~converged
@@ -208,14 +208,9 @@ class _Migrations:
                     **dict.fromkeys(_NOT_REACHED, 0.0)}.items():
                 out[name][at] = values
 
-    def _timeline_overheads(self) -> timeline.Overheads:
+    def _overheads(self) -> timeline.Overheads:
         return timeline.Overheads.from_ms({k[len("overheads."):]: v for k, v in self.c.items()
                                            if k.startswith("overheads.")})
-
-    def _overheads(self) -> dict[str, np.ndarray]:
-        return {name: ms_to_s(self.c[f"overheads.{name}_ms"])
-                for name in ("begin", "prepare", "setup", "handshake", "finish", "resume", "confirm",
-                             "announce")}
 
     def _precopy(self, live_start: Any) -> tuple[rule.PrecopyState, np.ndarray, np.ndarray]:
         """engine.MigrationRun._perform's loop for every migration: the final states (one state of

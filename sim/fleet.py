@@ -223,9 +223,9 @@ class FleetMigrationRun(MigrationRun):
         self.live_s += self.env.now - start
         self._fast_forward(state, self.env.now - start, rate, until)
 
-    def _stop_and_copy(self, handshake_s: float, wire_bytes: float):
+    def _stop_and_copy(self, wire_bytes: float):
         self._close_live()
-        yield self.wait(handshake_s)
+        yield self.wait(self.oh.handshake_s)
         start = self.env.now
         yield from self._transfer(wire_bytes)
         return self.env.now - start

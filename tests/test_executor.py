@@ -34,7 +34,7 @@ from pausecast.models.dirty import ConstantDirty, dirty_model_for
 from pausecast.models.errors import ScenarioError
 from pausecast.models.fieldpaths import get_value
 from pausecast.models.overheads import OVERHEAD_FIELDS, load_overheads_profile
-from pausecast.models.record import MigrationRecord
+from pausecast.models.record import Measured, MigrationRecord
 from pausecast.models.scenario import SwitchSpec
 from pausecast.models.units import s_to_ms
 from pausecast.runs.run_files import strict_json
@@ -289,6 +289,23 @@ def test_calibrated_costs_add_up_to_the_measured_run():
     assert medians["begin_ms"] == pytest.approx(20.0, abs=1e-3) and spreads["begin_ms"] == (10.0, 30.0)
     with pytest.raises(CalibrationError):
         overheads_of(build_record(_observations(log_events=())))
+
+
+def test_the_layout_forward_from_a_runs_costs_gives_the_run_back():
+    # models/timeline.py: calibration inverts the layout over the run's marks; laying the costs out
+    # again with the run's live phase and final copy gives its boundaries and windows back
+    from pausecast.analysis.calibration import half_rtt_s, marks_of
+    from pausecast.models.timeline import forward, inverse
+
+    r = build_record(_observations())
+    marks, h = marks_of(r), half_rtt_s(Measured.of(r))
+    back = forward(inverse(marks, h), h, precopy_s=marks.source_stop_s - marks.live_start_s,
+                   final_copy_s=marks.final_copy_s, start_s=marks.begin_start_s)
+    assert back.total_time_s == pytest.approx(r.total_time_s, abs=1e-9)
+    pause_ms = (back.destination_start_s - back.source_stop_s) * 1000
+    assert pause_ms == pytest.approx(r.pause_window_ms, abs=1e-6)
+    assert (back.prepare_start_s, back.perform_start_s) == (pytest.approx(r.prepare_start_s, abs=1e-9),
+                                                            pytest.approx(r.perform_start_s, abs=1e-9))
 
 
 def test_virshs_persistent_and_undefinesource_become_libvirts_flags():

@@ -12,26 +12,26 @@ Where the columns come from:
     parts             handshake STOP -> "device"; final copy "device" -> "completed"; Finish RPC
                       "completed" -> the destination's Finish; Finish work -> "cont"; resume "cont" ->
                       QEMU RESUME (destination). They add up to QEMU's STOP -> RESUME, kept as
-                      extra["pause_window_qemu_ms"], a few ms under libvirt's figure.
+                      Measured.pause_window_qemu_ms, a few ms under libvirt's figure.
     network_outage    with a switch that can be watched (the 802.1Qbg testbed, PortObservation): QEMU
                       STOP -> the later of the switch's answer to Finish's associate (the destination
                       port forwards from then on) and the guest's first frame reaching that port
                       (QEMU's self-announce, caught by a probe in the switch's namespace). Otherwise
                       the pause window: QEMU sends its first self-announce as it resumes the guest
                       (net/announce.c; announce-initial is the wait before the second), assumed
-                      rather than observed (extra["outage_source"] says which)
+                      rather than observed (Measured.outage_source says which)
     association       with a watched switch: Finish's associate reaching the switch -> its answer
     preassociation    with a watched switch: the destination's "launch" -> "launch built" in Prepare,
                       libvirt building QEMU's command line, which creates the macvtap and waits for
                       its pre-associate in 125 ms polls (a few ms of building included; the span is
-                      extra["command_line_ms"] whatever the port)
+                      Measured.command_line_ms whatever the port)
     iterations        the completed job's memory_iteration (QEMU dirty-sync-count)
     bytes_sent        the completed job's memory_processed
     dirty_rate        the median of QEMU's non-zero memory_dirty_rate samples (pages/s)
 
 Without logs (real hosts whose logs are not readable here) the phases are NaN and the source stop and
 destination start come from libvirt's lifecycle events, timed at the client. A log that lacks one of
-the README's log_filters leaves what that filter logs NaN, never 0, and extra["missing_log_filters"]
+the README's log_filters leaves what that filter logs NaN, never 0, and Measured.missing_log_filters
 names the entries to add.
 
 A migration that failed keeps what was measured until then: bytes sent, iterations and dirty rate
@@ -45,10 +45,9 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ...models.phases import network_outage_s
-from ...models.record import MigrationRecord
+from ...models.record import Measured, MigrationRecord
 from ...models.scenario import Scenario
 from ...models.units import bytes_s_to_mib_s, ms_to_s, s_to_ms
 from .daemon_log import LogEvent, missing_filters
@@ -244,41 +243,41 @@ def build_record(obs: Observations) -> MigrationRecord:
     # a part of the pause window is 0 when it did not happen (the guest never switched over); one that
     # happened but was not logged is not known
     part = _zero_if_nan if failure else float
-    extra: dict[str, Any] = {
-        "mode": s.migration.mode,
-        "direction": obs.direction,
-        "pause_window_qemu_ms": qemu_pause,
-        "command_line_ms": command_line_ms,
-        "downtime_net_ms": float(done.downtime_net_ms),
-        "time_elapsed_ms": float(done.time_elapsed_ms),
-        "outage_source": outage_source,
+    measured = Measured(
+        mode=s.migration.mode,
+        direction=obs.direction,
+        pause_window_qemu_ms=qemu_pause,
+        command_line_ms=command_line_ms,
+        downtime_net_ms=float(done.downtime_net_ms),
+        time_elapsed_ms=float(done.time_elapsed_ms),
+        outage_source=outage_source,
         **_port_times(obs),
-        "memory_constant_pages": done.memory_constant_pages,
-        "memory_normal_pages": done.memory_normal_pages,
-        "stream_mib_s": stream_mib_s(obs.samples),
-        "domain_memory_mib": obs.domain_memory_mib,
-        "versions": obs.versions,
-        "iteration_times_s": [e.t_s - obs.t0_s for e in obs.log_events
-                              if e.host == "source" and e.name == "qemu MIGRATION_PASS"],
-        "qemu_stop_s": stop,
-        "destination_start_s": dst_resume,
-        "live_start_s": active,
-        "watchdog": obs.watchdog,
-        "watchdog_s": obs.watchdog_s - obs.t0_s,
-        "error": obs.error,
-        "error_code": obs.error_code,
-        "error_domain": obs.error_domain,
-        "destination_reachable": obs.destination_reachable,
-        "source_state": obs.source_state,
-        "port_fault": obs.port_fault,
-        "rtt_ms": obs.rtt_ms,
-        "missing_log_filters": missing,
-        "phases_from": phases_from(obs.log_events, missing),
-    }
+        memory_constant_pages=done.memory_constant_pages,
+        memory_normal_pages=done.memory_normal_pages,
+        stream_mib_s=stream_mib_s(obs.samples),
+        domain_memory_mib=obs.domain_memory_mib,
+        versions=obs.versions,
+        iteration_times_s=[e.t_s - obs.t0_s for e in obs.log_events
+                           if e.host == "source" and e.name == "qemu MIGRATION_PASS"],
+        qemu_stop_s=stop,
+        destination_start_s=dst_resume,
+        live_start_s=active,
+        watchdog=obs.watchdog,
+        watchdog_s=obs.watchdog_s - obs.t0_s,
+        error=obs.error,
+        error_code=obs.error_code,
+        error_domain=obs.error_domain,
+        destination_reachable=obs.destination_reachable,
+        source_state=obs.source_state,
+        port_fault=obs.port_fault,
+        rtt_ms=obs.rtt_ms,
+        missing_log_filters=missing,
+        phases_from=phases_from(obs.log_events, missing),
+    )
     return MigrationRecord(
         scenario_id=s.scenario_id, engine="executor", seed=0, scenario_name=s.name,
         converged=converged, failure=failure, forced=forced,
-        iterations=max(done.memory_iteration, len(extra["iteration_times_s"])),
+        iterations=max(done.memory_iteration, len(measured.iteration_times_s)),
         total_time_s=obs.t_end_s - obs.t0_s, precopy_time_s=live_s,
         downtime_ms=_ms_between(stop, completed) if not failure else 0.0,
         pause_window_ms=pause, network_outage_ms=outage, association_ms=association,
@@ -291,7 +290,7 @@ def build_record(obs: Observations) -> MigrationRecord:
         resume_ms=part(_ms_between(start_cpus, dst_resume)),
         setup_time_ms=float(done.setup_time_ms),
         dirty_rate_pages_s=observed_dirty_rate(obs.samples),
-        extra=extra, **phases)
+        extra=measured.as_extra(), **phases)
 
 
 def phases_from(log_events: Iterable[LogEvent], missing: list[str]) -> str:

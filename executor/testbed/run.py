@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from ...models.record import Measured
 from ...models.scenario import Scenario
 from ..migration.daemon_log import LogTail
 from ..migration.events import ensure_event_loop
@@ -73,7 +74,7 @@ def run_on_testbed(tb: Testbed, scenario: Scenario, *, name: str = GUEST_NAME,
     """Runs the scenario once. The guest is destroyed afterwards wherever it is, unless keep_guest
     (the fault tests read its state and serial log). On the 802.1Qbg testbed a run that a stuck VSI
     stopped (a host's lldpad refused the guest's start or the migration) runs once more after
-    restarting that host's lldpad, unless not `recover`; stderr and record.extra["recovered"] say so.
+    restarting that host's lldpad, unless not `recover`; stderr and Measured.recovered say so.
     (Only a testbed's lldpad is ever restarted: on real hosts the diagnosis is all.)"""
     run = functools.partial(_run_once, tb, scenario, name=name, on_sample=on_sample, give_up_s=give_up_s,
                             keep_guest=keep_guest)
@@ -95,7 +96,7 @@ def run_on_testbed(tb: Testbed, scenario: Scenario, *, name: str = GUEST_NAME,
     again = run()
     note = f"{fault.diagnosis} (lldpad restarted on {fault.host}, run again)"
     return dataclasses.replace(again, record=dataclasses.replace(
-        again.record, extra={**again.record.extra, "recovered": note}))
+        again.record, extra=dataclasses.replace(Measured.of(again.record), recovered=note).as_extra()))
 
 
 def _run_once(tb: Testbed, scenario: Scenario, *, name: str,

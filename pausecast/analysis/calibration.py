@@ -1,13 +1,10 @@
 """The fixed costs of a migration, measured: what an idle guest's migration spends that moving memory
 does not explain, in the terms of the engine's overheads (models/overheads.py OVERHEAD_FIELDS).
 
-The engine lays a migration out as (sim/engine.py; h = RTT / 2)
-
-    begin_ms | h + prepare_ms + h | setup_ms + 2h, live pre-copy, handshake_ms + final copy
-             | h + finish_ms + resume_ms | h + confirm_ms
-
-and a measured record (executor/migration/measure.py) has a timestamp at each of those boundaries, so
-each cost is the difference of two consecutive ones, less the RTTs the engine adds itself:
+A measured record (executor/migration/measure.py) has a timestamp at each boundary of the phase layout
+(models/timeline.py), so `overheads_of` reads those marks (`marks_of`) and inverts the layout
+(`timeline.inverse`): each cost is the difference of two consecutive marks, less the RTTs the layout
+adds itself:
 
     begin_ms     migration call -> the destination's Prepare starts
     prepare_ms   Prepare starts -> the source's Perform starts, less one RTT
@@ -23,12 +20,14 @@ each cost is the difference of two consecutive ones, less the RTTs the engine ad
                  probe watches the port (the 802.1Qbg testbed); else 0: QEMU sends its first
                  self-announce as it resumes the guest, and the plain testbed's guest has no NIC
 
-With these, the engine reproduces an idle migration's total time and pause window exactly; a busy
+With these, the engine reproduces an idle migration's total time and pause window exactly
+(tests/test_timeline.py: the layout forward from these costs gives the measured marks back); a busy
 guest then differs only by what the pre-copy model predicts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
@@ -36,44 +35,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..models import timeline
 from ..models.overheads import OVERHEAD_FIELDS
-from ..models.record import MigrationRecord
-from ..models.units import s_to_ms
+from ..models.record import Measured, MigrationRecord
+from ..models.units import ms_to_s, s_to_ms
 
 
 class CalibrationError(ValueError):
     """A run cannot be calibrated from (it failed, or its daemons' logs were not readable)."""
 
 
+def half_rtt_s(measured: Measured) -> float:
+    """Half the hosts' measured RTT; a run that did not measure it is taken as local (0)."""
+    return ms_to_s(measured.rtt_ms) / 2 if math.isfinite(measured.rtt_ms) else 0.0
+
+
+def marks_of(r: MigrationRecord) -> timeline.Marks:
+    """A measured run's boundaries in the phase layout's terms, seconds after the migration call."""
+    x = Measured.of(r)
+    if r.failure or x.phases_from != "daemon logs":
+        raise CalibrationError(f"calibration needs a migrated run with its daemons' logs "
+                               f"(failure {r.failure!r}, phases from {x.phases_from or None})")
+    return timeline.Marks(
+        begin_start_s=r.begin_start_s, prepare_start_s=r.prepare_start_s, perform_start_s=r.perform_start_s,
+        live_start_s=x.live_start_s, source_stop_s=x.qemu_stop_s, handshake_s=ms_to_s(r.handshake_ms),
+        final_copy_s=ms_to_s(r.final_copy_ms), resume_s=ms_to_s(r.resume_ms),
+        # libvirt's pause window ends the layout's Finish; QEMU's own RESUME starts the announce
+        destination_start_s=x.qemu_stop_s + ms_to_s(r.pause_window_ms), total_time_s=r.total_time_s,
+        destination_resume_s=x.destination_start_s, port_first_frame_s=x.port_first_frame_s)
+
+
 def overheads_of(r: MigrationRecord) -> dict[str, float]:
     """One idle run's fixed costs, in ms."""
-    x = r.extra
-    if r.failure or x.get("phases_from") != "daemon logs":
-        raise CalibrationError(f"calibration needs a migrated run with its daemons' logs "
-                               f"(failure {r.failure!r}, phases from {x.get('phases_from')})")
-    rtt_ms = x["rtt_ms"] if math.isfinite(x.get("rtt_ms", math.nan)) else 0.0
-    stop_s, live_start_s = x["qemu_stop_s"], x["live_start_s"]
-    destination_start_s = stop_s + r.pause_window_ms / 1000.0
-    costs = {
-        "begin_ms": s_to_ms(r.prepare_start_s - r.begin_start_s),
-        "prepare_ms": s_to_ms(r.perform_start_s - r.prepare_start_s) - rtt_ms,
-        "setup_ms": s_to_ms(live_start_s - r.perform_start_s) - rtt_ms,
-        "handshake_ms": r.handshake_ms,
-        "resume_ms": r.resume_ms,
-        "finish_ms": r.pause_window_ms - r.handshake_ms - r.final_copy_ms - r.resume_ms - rtt_ms / 2,
-        "confirm_ms": s_to_ms(r.total_time_s - destination_start_s) - rtt_ms / 2,
-        "announce_ms": _announce_ms(x),
-    }
+    costs_s = dataclasses.asdict(timeline.inverse(marks_of(r), half_rtt_s(Measured.of(r))))
+    costs = {f"{name[:-len('_s')]}_ms": s_to_ms(value) for name, value in costs_s.items()}
     bad = {k: v for k, v in costs.items() if not math.isfinite(v)}
     if bad:
         raise CalibrationError(f"the logs lack the marks for {sorted(bad)}")
     # a cost that rounding or clock granularity (libvirt logs in ms) pushed below zero took no time
     return {k: max(0.0, costs[k]) for k in OVERHEAD_FIELDS}
-
-
-def _announce_ms(extra: dict) -> float:
-    first_frame_s = extra.get("port_first_frame_s", math.nan)
-    return 0.0 if math.isnan(first_frame_s) else s_to_ms(first_frame_s - extra["destination_start_s"])
 
 
 def combine(runs: Sequence[dict[str, float]]) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:

@@ -22,7 +22,7 @@ from ..executor.testbed.qbg import VdpTestbed
 from ..executor.testbed.run import GUEST_NAME
 from ..models.errors import ScenarioError
 from ..models.overheads import DEFAULT_PROFILE_MS, OVERHEAD_FIELDS
-from ..models.record import MigrationRecord
+from ..models.record import Measured, MigrationRecord
 from ..models.scenario import Scenario, load_scenario, scenario_from_dict
 from ..runs.run_files import write_run
 from .progress import ProgressLine
@@ -136,11 +136,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _measured(target: Target, scenario: Scenario, records: list[MigrationRecord]) -> dict:
     """What the profile was measured on: the domain and the stream as the runs saw them."""
-    first = records[0].extra
+    measured = [Measured.of(r) for r in records]
 
     def median_of(key: str, digits: int | None = None) -> dict[str, float]:
         """{key: the runs' median} where any run measured it (TOML has no NaN to say "not measured")."""
-        value = median_finite([float(r.extra[key]) for r in records])
+        value = median_finite([float(getattr(x, key)) for x in measured])
         return {key_in_profile[key]: round(value, digits)} if math.isfinite(value) else {}
 
     key_in_profile = {"domain_memory_mib": "memory_mib", "memory_normal_pages": "memory_normal_pages",
@@ -150,7 +150,7 @@ def _measured(target: Target, scenario: Scenario, records: list[MigrationRecord]
            "domain": target.args.domain or GUEST_NAME, "mode": scenario.migration.mode,
            **median_of("domain_memory_mib", 1), **median_of("memory_normal_pages"),
            **median_of("memory_constant_pages"), **median_of("stream_mib_s", 1),
-           "versions": first["versions"]}
+           "versions": measured[0].versions}
     if target.testbed is not None:
         out["guest"] = f"the test guest, {IDLE_REGION_MIB} MiB written, idle"
         out["link_mbit_s"] = scenario.link.bandwidth_mbit_s

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..models.record import Measured
 from ..models.scenario import load_scenario
 from ..report.text import format_prediction
 from ..runs.run_files import strict_json, write_run
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(strict_json({**record.to_row(), "extra": record.extra}), indent=2))
     else:
         print(format_prediction(scenario, record))
-        print(f"\n  measured on {target.describe}; phases from {record.extra['phases_from']}")
+        print(f"\n  measured on {target.describe}; phases from {Measured.of(record).phases_from}")
         print(f"  wrote {folder}/record.json, raw.json and a row in {args.results}/runs.csv")
     target.say_where_the_domain_is(sys.stderr if args.json else sys.stdout)
     return 0 if record.migrated else 1
