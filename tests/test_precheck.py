@@ -105,3 +105,12 @@ def test_sampling_error_bounds_the_spread_of_simulated_page_sampling(rate_mib_s,
     bound = sampling_stderr_mib_s(rate_mib_s, calc_s, runs)
     # an upper bound (binomial variance n p (1 - p) <= n p), tight to the factor sqrt(1 - p)
     assert bound * math.sqrt(1 - p) * 0.98 < spread < bound * 1.02
+
+
+def test_the_precheck_analysis_worked_examples_hold():
+    import doctest
+
+    from pausecast.analysis import precheck
+
+    result = doctest.testmod(precheck)
+    assert result.attempted >= 5 and result.failed == 0

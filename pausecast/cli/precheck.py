@@ -9,21 +9,14 @@ import sys
 from pathlib import Path
 
 from .. import default_scenario_path
+from ..analysis.precheck import advice, rate_range, reasons, uncertainty
 from ..models.errors import ScenarioError
 from ..models.fieldpaths import check_value
 from ..models.scenario import Scenario, load_scenario, read_toml, scenario_to_toml
 from ..report.text import format_prediction, record_json
 from ..sim import predict
-from ..sim.advice import (
-    bandwidth_for_convergence_mbit_s,
-    forced_alternatives,
-    smallest_converging_downtime_ms,
-)
 
 EXIT_GO, EXIT_NO_GO, EXIT_ERROR = 0, 1, 2
-# the dirty-rate estimate's sampling error carried to the prediction: predicted again at the estimate
-# minus and plus this many standard errors (~95 %)
-RANGE_STDERRS = 2.0
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -139,23 +132,23 @@ def run(args: argparse.Namespace) -> int:
     _migration, sources = migration_for(base.migration, facts, stated)
     record = predict(scenario)
     go = record.migrated
-    spread = _rate_range(scenario, dirty)
-    reasons = _reasons(record, scenario) + (_uncertainty(spread, go) if spread else [])
-    advice = _advice(scenario, record, args.timeout_alternative_s)
+    spread = rate_range(scenario, dirty.mib_s, dirty.stderr_mib_s)
+    why = reasons(record, scenario) + (uncertainty(spread, go) if spread else [])
+    help_ = advice(scenario, record, args.timeout_alternative_s)
     if args.write_scenario:
         Path(args.write_scenario).write_text(scenario_to_toml(scenario))
     if args.json:
         row = json.loads(record_json(record))
-        print(json.dumps({"verdict": "GO" if go else "NO-GO", "reasons": reasons, "record": row,
+        print(json.dumps({"verdict": "GO" if go else "NO-GO", "reasons": why, "record": row,
                           "dirty_rate": dataclasses.asdict(dirty), "dirty_rate_range": spread,
                           "domain": dataclasses.asdict(facts),
                           "sources": {f"migration.{k}": v for k, v in sources.items()},
-                          "advice": advice,
+                          "advice": help_,
                           "switch_probe": _probe_json(probe) if probe else None,
                           "link_measurement": dataclasses.asdict(link) if link else None}, indent=2))
     else:
         print(f"{'GO' if go else 'NO-GO'}: {name} from {src} to {dst}")
-        print("".join(f"  - {r}\n" for r in reasons), end="")
+        print("".join(f"  - {r}\n" for r in why), end="")
         print(f"  dirty rate {_rate_text(dirty)}, measured by {dirty.source}")
         mig = scenario.migration
         print(f"  max downtime {mig.max_downtime_ms:g} ms from {sources['max_downtime_ms']}; bandwidth "
@@ -172,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_prediction(scenario, record))
         print()
         print("  advice")
-        print("".join(f"  - {a}\n" for a in advice["lines"]), end="")
+        print("".join(f"  - {a}\n" for a in help_["lines"]), end="")
     return EXIT_GO if go else EXIT_NO_GO
 
 
@@ -216,36 +209,6 @@ def _look(src: str, dst: str, name: str, calc_s: float, calc_runs: int, probe_sw
         conn.close()
 
 
-def _with_dirty_rate(scenario: Scenario, rate_mib_s: float) -> Scenario:
-    vm = scenario.vm
-    return scenario.replace(vm=dataclasses.replace(vm, dirty=dataclasses.replace(vm.dirty,
-                                                                               rate_mib_s=rate_mib_s)))
-
-
-def _rate_range(scenario: Scenario, dirty) -> dict | None:
-    """The move predicted again at the ends of the estimate's +-RANGE_STDERRS band; None where the
-    rate was counted (job stats), not sampled."""
-    if dirty.stderr_mib_s <= 0:
-        return None
-    half = RANGE_STDERRS * dirty.stderr_mib_s
-    rates = (max(0.0, dirty.mib_s - half), dirty.mib_s + half)
-    records = [predict(_with_dirty_rate(scenario, r)) for r in rates]
-    # a move that stays on the source has no time or pause to show
-    return {"stderrs": RANGE_STDERRS, "dirty_rate_mib_s": list(rates),
-            "migrated": [r.migrated for r in records],
-            "total_time_s": [r.total_time_s if r.migrated else None for r in records],
-            "pause_window_ms": [r.pause_window_ms if r.migrated else None for r in records]}
-
-
-def _uncertainty(spread: dict, go: bool) -> list[str]:
-    """A reason line when the verdict would flip inside the estimate's band."""
-    flips = [(rate, end) for rate, migrated, end in zip(spread["dirty_rate_mib_s"], spread["migrated"],
-                                                         ("minus", "plus"), strict=True) if migrated != go]
-    return [f"uncertain: at {rate:.1f} MiB/s (the estimate {end} {spread['stderrs']:g} standard errors) it "
-            f"would {'not ' if go else ''}move; more --calc-runs narrow the estimate"
-            for rate, end in flips]
-
-
 def _rate_text(dirty) -> str:
     if not dirty.stderr_mib_s:
         return f"{dirty.mib_s:.1f} MiB/s"
@@ -280,48 +243,3 @@ def _probe_lines(probe) -> list[str]:
             f"raw {ms(a.raw_ms)}",
             f"  disassociate observed {d.observed_ms:.0f} ms ({d.polls} polls), raw {ms(d.raw_ms)}",
             f"  switch.service_time_ms = {probe.service_time_ms:.0f} ms: the {used}, nothing subtracted"]
-
-
-def _reasons(record, scenario) -> list[str]:
-    limit = scenario.migration.max_downtime_ms
-    if record.failure == "not-converged":
-        return [f"pre-copy never converges at max downtime {limit:g} ms: the guest dirties pages "
-                "faster than the link drains them under that threshold"]
-    if record.failure:
-        return [f"the migration would fail: {record.failure}; the VM would stay on the source"]
-    out = [f"converges after {record.iterations} iterations in {record.total_time_s:.1f} s"]
-    if record.forced:
-        out.append(f"only because the timeout forces the switchover ({record.forced})")
-    out.append(f"frozen {record.pause_window_ms:.0f} ms, network cut off {record.network_outage_ms:.0f} ms")
-    return out
-
-
-def _advice(scenario, record, alternative_after_s: float) -> dict:
-    lines = []
-    smallest = smallest_converging_downtime_ms(scenario)
-    needed = bandwidth_for_convergence_mbit_s(scenario)
-    limit = scenario.migration.max_downtime_ms
-    if smallest is None:
-        lines.append("no max downtime up to 60 s converges at this dirty rate")
-    elif smallest <= 1.0:
-        lines.append("any max downtime converges at the measured dirty rate (the dirty rate is below the "
-                     "migration rate, so passes shrink geometrically; tried down to 1 ms)")
-    else:
-        lines.append(f"smallest max downtime that converges at the measured dirty rate: {smallest:.0f} ms "
-                     f"(set: {limit:g} ms)")
-    if needed is None:
-        lines.append(f"no link up to 800 Gbit/s makes {limit:g} ms converge")
-    else:
-        lines.append(f"bandwidth that makes {limit:g} ms converge: {needed:.0f} Mbit/s of line rate "
-                     f"(set: {scenario.link.bandwidth_mbit_s:g} Mbit/s x {scenario.link.efficiency:g})")
-    alternatives = []
-    if not record.migrated:
-        for alt in forced_alternatives(scenario, alternative_after_s):
-            r = alt.record
-            alternatives.append({"what": alt.what, "pause_window_ms": r.pause_window_ms,
-                                 "total_time_s": r.total_time_s})
-            lines.append(f"{alt.what}: frozen {r.pause_window_ms:.0f} ms, done in {r.total_time_s:.1f} s"
-                         + (" (then pages fault in over the network)" if r.forced == "postcopy" else ""))
-    lines.append("auto-converge (CPU throttling) is not modelled: its effect is not predicted here")
-    return {"smallest_max_downtime_ms": smallest, "bandwidth_for_convergence_mbit_s": needed,
-            "forced": alternatives, "lines": lines}
