@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ScenarioError
-from .scenario import _SECTIONS, TYPE_NAMES, Scenario, _check_scalar
+from .scenario import Scenario
+from .schema import check_scalar, field_kind, sections
 
 
 @functools.cache
@@ -18,9 +19,10 @@ def leaf_fields() -> dict[str, dataclasses.Field]:
     out: dict[str, dataclasses.Field] = {}
 
     def walk(cls: type, prefix: str) -> None:
+        nested = sections(cls)
         for f in dataclasses.fields(cls):
-            if f.name in _SECTIONS:
-                walk(_SECTIONS[f.name], f"{prefix}{f.name}.")
+            if f.name in nested:
+                walk(nested[f.name], f"{prefix}{f.name}.")
             else:
                 out[prefix + f.name] = f
 
@@ -48,7 +50,7 @@ def check_value(path: str, value: Any, where: str) -> Any:
     """`value` typed and checked as loading a scenario would (type, range, choices); errors name
     `where` and the path. Rules that span several fields are `scenario._check_consistency`'s."""
     try:
-        return _check_scalar(leaf_field(path, where), value, path)
+        return check_scalar(leaf_field(path, where), value, path)
     except ScenarioError as exc:
         if exc.field == where:
             raise
@@ -56,8 +58,7 @@ def check_value(path: str, value: Any, where: str) -> Any:
 
 
 def field_type(path: str) -> type:
-    kind = leaf_fields()[path].type
-    return kind if isinstance(kind, type) else TYPE_NAMES[kind]
+    return field_kind(leaf_fields()[path])
 
 
 def with_values(scenario: Scenario, values: Mapping[str, Any]) -> Scenario:
