@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
-import math
-import operator
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from . import identity
 from .errors import ScenarioError
 from .overheads import OVERHEAD_FIELDS, load_overheads_profile
-from .schema import check_scalar, is_physics, section_from_dict, sections, spec
+from .schema import check_scalar, section_from_dict, spec
 
 
 @dataclass(frozen=True)
@@ -155,13 +150,8 @@ class Scenario:
     @functools.cached_property
     def scenario_id(self) -> str:
         """The key that joins a prediction and a measurement: a hash of its physics (everything but
-        the name and the fields marked `physics=False`).
-
-        The hashed text is `json.dumps` of `physics_dict(self)` (sorted keys, compact), written
-        straight from the fields: `asdict`'s deep copy cost as much as a whole prediction."""
-        text, leaves = _physics_layout()
-        values = tuple(_JSON_SCALAR.get(v.__class__, _json_value)(v) for v in leaves(self))
-        return hashlib.sha1((text % values).encode()).hexdigest()[:12]
+        the fields declared `physics=False`, such as the name); see models/identity.py."""
+        return identity.scenario_id(self)
 
     def replace(self, **changes: Any) -> Scenario:
         return dataclasses.replace(self, **changes)
@@ -169,47 +159,6 @@ class Scenario:
 
 # ---------------------------------------------------------------------------------------------------
 # dict / TOML in and out
-
-@functools.cache
-def _physics_layout() -> tuple[str, Callable[[Scenario], tuple[Any, ...]]]:
-    """A scenario's canonical JSON (see `Scenario.scenario_id`) with a %s slot for each scalar
-    field, and a getter of those fields in slot order."""
-    paths: list[str] = []
-
-    def table(cls: type, prefix: str) -> str:
-        items = []
-        for name in sorted(f.name for f in dataclasses.fields(cls)):
-            if not _is_physics(cls, name):
-                continue
-            key = json.dumps(name).replace("%", "%%") + ":"
-            if name in sections(cls):
-                items.append(key + table(sections(cls)[name], f"{prefix}{name}."))
-            else:
-                paths.append(prefix + name)
-                items.append(key + "%s")
-        return "{" + ",".join(items) + "}"
-
-    text = table(Scenario, "")
-    return text, operator.attrgetter(*paths)
-
-
-def _is_physics(cls: type, name: str) -> bool:
-    return is_physics(next(f for f in dataclasses.fields(cls) if f.name == name))
-
-
-def _json_float(value: float) -> str:
-    # json.dumps writes a finite float as its repr, and inf or nan as Infinity or NaN
-    return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
-
-
-def _json_value(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-# json.dumps' own encoding of the field types; any other value (a bool, a numpy number) goes through it
-_JSON_SCALAR: dict[type, Callable[[Any], str]] = {float: _json_float, int: int.__repr__,
-                                                  str: encode_basestring_ascii}
-
 
 def resolved_overheads(data: dict[str, Any], path: str, base_dir: Path | None = None) -> OverheadsSpec:
     """Fills every fixed cost: from the named profile, then the costs given inline."""
@@ -280,17 +229,6 @@ def _check_consistency(s: Scenario, base_dir: Path | None) -> Scenario:
 
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
-
-
-def physics_dict(scenario: Scenario) -> dict[str, Any]:
-    """What `Scenario.scenario_id` hashes, as a dict: the scenario without its name and without the
-    fields that change how the call is made, not the migration."""
-    def strip(cls: type, table: dict[str, Any]) -> dict[str, Any]:
-        nested = sections(cls)
-        return {name: strip(nested[name], value) if name in nested else value
-                for name, value in table.items() if _is_physics(cls, name)}
-
-    return strip(Scenario, to_dict(scenario))
 
 
 def read_toml(path: str | Path, what: str, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -30,7 +30,6 @@ For a fleet, `field` is a dotted path into the fleet file's tables, e.g. `plan.m
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import re
@@ -44,11 +43,11 @@ import numpy as np
 from .errors import ScenarioError
 from .fieldpaths import check_value, field_type, leaf_field, with_values
 from .fleet import fleet_from_dict
+from .identity import id_of_text, physics_dict
 from .scenario import (
     Scenario,
     _check_consistency,
     load_scenario,
-    physics_dict,
     read_toml,
     scenario_from_dict,
     to_dict,
@@ -448,5 +447,5 @@ def point_ids(base: Scenario, columns: Mapping[str, np.ndarray]) -> list[str]:
     literals = [list(map(json.dumps if columns[fields[j]].dtype.kind == "U" else repr,
                          columns[fields[j]].tolist())) for j in order]
     head, tails = texts[0], texts[1:]
-    return [hashlib.sha1((head + "".join(map(str.__add__, values, tails))).encode()).hexdigest()[:12]
+    return [id_of_text(head + "".join(map(str.__add__, values, tails)))
             for values in zip(*literals, strict=True)]
