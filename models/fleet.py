@@ -22,14 +22,8 @@ from typing import Any
 
 from .dirty import dirty_model_for
 from .errors import ScenarioError
-from .scenario import (
-    LinkSpec,
-    Scenario,
-    SwitchSpec,
-    parse_toml,
-    read_toml,
-    scenario_from_dict,
-)
+from .files import parse_toml, read_toml, scenario_from_dict
+from .scenario import LinkSpec, Scenario, SwitchSpec
 from .schema import section_from_dict, spec
 from .units import mbit_s_to_bytes_s, pages_to_bytes
 

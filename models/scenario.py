@@ -1,25 +1,20 @@
 """Scenario: everything one migration prediction (or real run) depends on.
 
 Frozen dataclasses whose field names carry their units. Defaults are libvirt's or QEMU's own where
-those exist, each with its source. Validation is strict: unknown keys, wrong types and out-of-range
-values raise `ScenarioError` naming the field, the value and what is allowed.
+those exist, each with its source. Each field's rule is declared beside its default (models/schema.py);
+models/files.py reads and writes scenarios, models/identity.py hashes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from . import identity
-from .errors import ScenarioError
-from .overheads import OVERHEAD_FIELDS, load_overheads_profile
-from .schema import check_scalar, section_from_dict, spec
+from .overheads import load_overheads_profile
+from .schema import spec
 
 
 @dataclass(frozen=True)
@@ -145,7 +140,9 @@ class Scenario:
     migration: MigrationSpec = field(default_factory=MigrationSpec)
     port_profile: PortProfileSpec = field(default_factory=PortProfileSpec)
     switch: SwitchSpec = field(default_factory=SwitchSpec)
-    overheads: OverheadsSpec = field(default_factory=lambda: resolved_overheads({}, "overheads"))
+    # every cost resolved, as loading a file without [overheads] gives
+    overheads: OverheadsSpec = field(
+        default_factory=lambda: OverheadsSpec(profile="default", **load_overheads_profile("default")))
 
     @functools.cached_property
     def scenario_id(self) -> str:
@@ -155,130 +152,3 @@ class Scenario:
 
     def replace(self, **changes: Any) -> Scenario:
         return dataclasses.replace(self, **changes)
-
-
-# ---------------------------------------------------------------------------------------------------
-# dict / TOML in and out
-
-def resolved_overheads(data: dict[str, Any], path: str, base_dir: Path | None = None) -> OverheadsSpec:
-    """Fills every fixed cost: from the named profile, then the costs given inline."""
-    given = section_from_dict(OverheadsSpec, data, path)
-    profile = given.profile
-    if profile not in ("none", "default") and base_dir is not None and not Path(profile).is_absolute():
-        profile = str((base_dir / profile).resolve())
-    try:
-        costs = load_overheads_profile(profile)
-    except ValueError as exc:
-        raise ScenarioError(f"{path}.profile", given.profile, str(exc)) from None
-    costs.update({k: check_scalar(_OVERHEAD_FIELD_DEFS[k], v, f"{path}.{k}")
-                  for k, v in data.items() if k in OVERHEAD_FIELDS})
-    return OverheadsSpec(profile=profile, **costs)
-
-
-_OVERHEAD_FIELD_DEFS = {f.name: f for f in dataclasses.fields(OverheadsSpec)}
-
-
-def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: str = "") -> Scenario:
-    """Builds and validates a Scenario. Relative paths (dirty trace, overheads profile) are resolved
-    against `base_dir` and stored absolute, so a scenario written back out still points to them."""
-    try:
-        data = dict(data)
-        overheads_data = data.pop("overheads", {})
-        if not isinstance(overheads_data, dict):
-            raise ScenarioError("overheads", overheads_data, "expected a table")
-        scenario = section_from_dict(Scenario, data, "")
-        overheads = resolved_overheads(overheads_data, "overheads", base_dir)
-        scenario = dataclasses.replace(scenario, overheads=overheads)
-        return _check_consistency(scenario, base_dir)
-    except ScenarioError as exc:
-        if source and not exc.source:
-            raise ScenarioError(exc.field, exc.value, exc.allowed, source) from None
-        raise
-
-
-def _check_consistency(s: Scenario, base_dir: Path | None) -> Scenario:
-    """Rules that span several fields."""
-    page = s.vm.page_size_bytes
-    if page & (page - 1):
-        raise ScenarioError("vm.page_size_bytes", page, "must be a power of two")
-    dirty = s.vm.dirty
-    written_mib = s.vm.memory_mib * (1.0 - s.vm.zero_page_fraction)
-    if dirty.model == "hotcold":
-        if dirty.hot_set_mib <= 0:
-            raise ScenarioError("vm.dirty.hot_set_mib", dirty.hot_set_mib,
-                                "hotcold needs a hot set > 0 MiB")
-        if dirty.hot_set_mib > written_mib:
-            raise ScenarioError("vm.dirty.hot_set_mib", dirty.hot_set_mib,
-                                f"must fit in the written memory, "
-                                f"memory_mib x (1 - zero_page_fraction) = {written_mib:g} MiB")
-    if dirty.pattern == "sweep" and dirty.model != "constant":
-        raise ScenarioError("vm.dirty.pattern", dirty.pattern, "sweep is a constant model's pattern")
-    if dirty.model == "trace":
-        if not dirty.path:
-            raise ScenarioError("vm.dirty.path", dirty.path, "trace needs a CSV path (t_s, dirty_pages)")
-        trace_path = Path(dirty.path)
-        if not trace_path.is_absolute() and base_dir is not None:
-            trace_path = (base_dir / trace_path).resolve()
-        from .dirty import load_trace  # the trace is checked now, not mid-simulation
-
-        load_trace(trace_path)
-        s = dataclasses.replace(s, vm=dataclasses.replace(
-            s.vm, dirty=dataclasses.replace(dirty, path=str(trace_path))))
-    return s
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
-
-
-def read_toml(path: str | Path, what: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """A TOML input file as a dict, with `section.key=value` overrides applied; errors are one line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(what, str(path), f"cannot be read ({exc.strerror})") from None
-    return parse_toml(text, str(path), overrides)
-
-
-def parse_toml(text: str, source: str = "", overrides: list[str] | None = None) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError("TOML", source or "<text>", f"not valid TOML ({exc})") from None
-    for item in overrides or []:
-        apply_override(data, item)
-    return data
-
-
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Reads a scenario TOML file, applying `section.key=value` overrides (values in TOML syntax)."""
-    data = read_toml(path, "scenario file", overrides)
-    return scenario_from_dict(data, base_dir=Path(path).parent.resolve(), source=str(path))
-
-
-def scenario_from_toml(text: str, base_dir: Path | None = None, source: str = "",
-                       overrides: list[str] | None = None) -> Scenario:
-    return scenario_from_dict(parse_toml(text, source, overrides), base_dir=base_dir, source=source)
-
-
-def apply_override(data: dict[str, Any], item: str) -> None:
-    """`--set vm.dirty.rate_mib_s=100`: the value is parsed as TOML, falling back to a bare string."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ScenarioError("--set", item, "expected section.key=value")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    *parents, leaf = key.strip().split(".")
-    table = data
-    for part in parents:
-        table = table.setdefault(part, {})
-        if not isinstance(table, dict):
-            raise ScenarioError("--set", item, f"{part} is not a section")
-    table[leaf] = value
-
-
-def scenario_to_toml(scenario: Scenario) -> str:
-    return tomli_w.dumps(to_dict(scenario))

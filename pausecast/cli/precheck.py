@@ -11,7 +11,8 @@ from pathlib import Path
 from .. import default_scenario_path
 from ..models.errors import ScenarioError
 from ..models.fieldpaths import check_value
-from ..models.scenario import Scenario, load_scenario, read_toml, scenario_to_toml
+from ..models.files import load_scenario, read_toml, scenario_to_toml
+from ..models.scenario import Scenario
 from ..report.text import format_prediction, record_json
 from ..sim import predict
 from ..sim.advice import (

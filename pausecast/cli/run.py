@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..models.scenario import load_scenario
+from ..models.files import load_scenario
 from ..report.text import format_prediction
 from ..runs.run_files import strict_json, write_run
 from .progress import ProgressLine
