@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from pausecast.models.scenario import Scenario, scenario_from_dict
+from pausecast.models.files import scenario_from_dict
+from pausecast.models.scenario import Scenario
 from pausecast.sim import predict
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pausecast.executor.testbed.qbg import VdpTestbed
 from pausecast.executor.testbed.run import run_on_testbed
-from pausecast.models.scenario import SwitchSpec, load_scenario
+from pausecast.models.files import load_scenario
+from pausecast.models.scenario import SwitchSpec
 from pausecast.sim.engine import predict
 
 SCENARIO = Path(__file__).resolve().parent.parent / "examples" / "testbed-small.toml"

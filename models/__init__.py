@@ -6,7 +6,8 @@ of the result record.
 """
 
 from .errors import ScenarioError
+from .files import load_scenario, scenario_from_dict
 from .record import MigrationRecord
-from .scenario import Scenario, load_scenario, scenario_from_dict
+from .scenario import Scenario
 
 __all__ = ["MigrationRecord", "Scenario", "ScenarioError", "load_scenario", "scenario_from_dict"]

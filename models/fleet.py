@@ -22,16 +22,9 @@ from typing import Any
 
 from .dirty import dirty_model_for
 from .errors import ScenarioError
-from .scenario import (
-    LinkSpec,
-    Scenario,
-    SwitchSpec,
-    _section_from_dict,
-    _spec,
-    parse_toml,
-    read_toml,
-    scenario_from_dict,
-)
+from .files import parse_toml, read_toml, scenario_from_dict
+from .scenario import LinkSpec, Scenario, SwitchSpec
+from .schema import section_from_dict, spec
 from .units import mbit_s_to_bytes_s, pages_to_bytes
 
 ORDERS = ("as-listed", "smallest-first", "largest-first", "lowest-dirty-first")
@@ -41,11 +34,11 @@ OUT, IN = "out", "in"
 @dataclass(frozen=True)
 class FleetLinkSpec:
     # a host NIC or a shared uplink; 10 GbE as in the single-VM default
-    bandwidth_mbit_s: float = _spec(10000.0, lo=0.0, lo_open=True)
+    bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True)
     # usable fraction of the line rate for migration streams
-    efficiency: float = _spec(1.0, lo=0.0, hi=1.0, lo_open=True)
+    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True)
     # this hop's share of a path's round trip: two NICs make the single-VM default of 0.2 ms
-    rtt_ms: float = _spec(0.1, lo=0.0)
+    rtt_ms: float = spec(0.1, lo=0.0)
 
     @property
     def capacity_bytes_s(self) -> float:
@@ -63,12 +56,12 @@ class HostSpec:
 @dataclass(frozen=True)
 class PlanSpec:
     # migrations running at once in the whole fleet; 0 = no limit (KubeVirt: 5 per cluster)
-    max_concurrent: int = _spec(0, lo=0)
+    max_concurrent: int = spec(0, lo=0)
     # outbound migrations at once per source host; 0 = no limit
     # (Nova max_concurrent_live_migrations: 1; KubeVirt: 2 per node)
-    max_per_source_host: int = _spec(1, lo=0)
+    max_per_source_host: int = spec(1, lo=0)
     # which waiting VM starts when a slot frees up (ties keep the listed order)
-    order: str = _spec("as-listed", choices=ORDERS)
+    order: str = spec("as-listed", choices=ORDERS)
 
 
 @dataclass(frozen=True)
@@ -128,7 +121,7 @@ def _name_list(value: Any, path: str, known: dict[str, Any], what: str) -> tuple
 
 def _named_sections(data: dict[str, Any], key: str, cls: type) -> dict[str, Any]:
     tables = _table(data.get(key, {}), key)
-    return {name: _section_from_dict(cls, body, f"{key}.{name}") for name, body in tables.items()}
+    return {name: section_from_dict(cls, body, f"{key}.{name}") for name, body in tables.items()}
 
 
 def _hosts(data: dict[str, Any], links: dict[str, FleetLinkSpec],
@@ -255,7 +248,7 @@ def fleet_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: 
                                  "switches": _named_sections(data, "switches", SwitchSpec)}
         parts["hosts"] = _hosts(data, parts["links"], parts["switches"])
         parts["profiles"] = _profiles(data, base_dir)
-        plan = _section_from_dict(PlanSpec, data.get("plan", {}), "plan")
+        plan = section_from_dict(PlanSpec, data.get("plan", {}), "plan")
         return Fleet(name=name, plan=plan, vms=_vms(data, parts), **parts)
     except ScenarioError as exc:
         if source and not exc.source:

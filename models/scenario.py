@@ -1,135 +1,117 @@
 """Scenario: everything one migration prediction (or real run) depends on.
 
 Frozen dataclasses whose field names carry their units. Defaults are libvirt's or QEMU's own where
-those exist, each with its source. Validation is strict: unknown keys, wrong types and out-of-range
-values raise `ScenarioError` naming the field, the value and what is allowed.
+those exist, each with its source. Each field's rule is declared beside its default (models/schema.py);
+models/files.py reads and writes scenarios, models/identity.py hashes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
-import math
-import operator
-import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii
-from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-from .errors import ScenarioError
-from .overheads import OVERHEAD_FIELDS, load_overheads_profile
-
-
-def _spec(default: Any, *, choices: tuple[str, ...] = (), lo: float | None = None,
-          hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
-          physics: bool = True) -> Any:
-    """A scalar field with its validation rule kept beside its default. `physics` False: how the call
-    is made, not what the migration is (a flag that changes no time): left out of `scenario_id`."""
-    return field(default=default, metadata={"choices": choices, "lo": lo, "hi": hi,
-                                            "lo_open": lo_open, "hi_open": hi_open, "physics": physics})
+from . import identity
+from .overheads import load_overheads_profile
+from .schema import spec
 
 
 @dataclass(frozen=True)
 class DirtySpec:
     # constant | hotcold | trace
-    model: str = _spec("constant", choices=("constant", "hotcold", "trace"))
+    model: str = spec("constant", choices=("constant", "hotcold", "trace"))
     # the worked example (models/closed_form.py): 250 MB/s = 238.4 MiB/s of distinct pages
-    rate_mib_s: float = _spec(238.4, lo=0.0)
+    rate_mib_s: float = spec(238.4, lo=0.0)
     # hot/cold (Clark et al. NSDI 2005 writable working set): a hot set rewritten continuously...
-    hot_set_mib: float = _spec(0.0, lo=0.0)
-    hot_rate_mib_s: float = _spec(0.0, lo=0.0)
+    hot_set_mib: float = spec(0.0, lo=0.0)
+    hot_rate_mib_s: float = spec(0.0, lo=0.0)
     # ...plus a cold linear rate over the rest of the written memory
-    cold_rate_mib_s: float = _spec(0.0, lo=0.0)
+    cold_rate_mib_s: float = spec(0.0, lo=0.0)
     # trace: CSV with columns t_s, dirty_pages (distinct pages dirtied since the previous row)
-    path: str = _spec("")
+    path: str = spec("")
     # how the pages dirtied between two bitmap syncs fall on those still pending. random: any written
     # page alike. sweep (constant only): each page once per round, as a scan, a log or the testbed's
     # guest writes them, so a page still pending is not dirtied again before its round comes back.
-    pattern: str = _spec("random", choices=("random", "sweep"))
+    pattern: str = spec("random", choices=("random", "sweep"))
 
 
 @dataclass(frozen=True)
 class VmSpec:
     # libvirt has no default memory; 4 GiB is the worked example's (models/closed_form.py)
-    memory_mib: float = _spec(4096.0, lo=0.0, lo_open=True)
+    memory_mib: float = spec(4096.0, lo=0.0, lo_open=True)
     # QEMU TARGET_PAGE_SIZE on x86-64
-    page_size_bytes: int = _spec(4096, lo=512, hi=1 << 30)
+    page_size_bytes: int = spec(4096, lo=512, hi=1 << 30)
     # pages the guest never writes during the move: QEMU sends each as a header only
-    zero_page_fraction: float = _spec(0.0, lo=0.0, hi=1.0, hi_open=True)
+    zero_page_fraction: float = spec(0.0, lo=0.0, hi=1.0, hi_open=True)
     # non-iterable device state sent in the stop-and-copy (virtio, CPU); QEMU sends it last
-    device_state_mib: float = _spec(0.0, lo=0.0)
+    device_state_mib: float = spec(0.0, lo=0.0)
     # libvirt <vcpu> default
-    vcpus: int = _spec(1, lo=1)
+    vcpus: int = spec(1, lo=1)
     dirty: DirtySpec = field(default_factory=DirtySpec)
 
 
 @dataclass(frozen=True)
 class LinkSpec:
     # the worked example (models/closed_form.py): 10 GbE
-    bandwidth_mbit_s: float = _spec(10000.0, lo=0.0, lo_open=True)
+    bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True)
     # usable fraction of the line rate for the migration stream (TCP/IP framing, competing traffic)
-    efficiency: float = _spec(1.0, lo=0.0, hi=1.0, lo_open=True)
+    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True)
     # a same-rack round trip
-    rtt_ms: float = _spec(0.2, lo=0.0)
+    rtt_ms: float = spec(0.2, lo=0.0)
     # what waits in the sender's TCP socket and the link's queue when QEMU writes faster than the link
     # carries (a link-bound live phase); it drains inside the pause. 0: not modelled (nor in fleets).
     # Measured 1.3-1.8 MiB with `ss` on the testbed's 300 Mbit/s tbf link (Linux autotunes the send
     # buffer up to tcp_wmem)
-    socket_backlog_mib: float = _spec(0.0, lo=0.0)
+    socket_backlog_mib: float = spec(0.0, lo=0.0)
 
 
 @dataclass(frozen=True)
 class MigrationSpec:
     # QEMU migration/options.c: DEFAULT_MIGRATE_SET_DOWNTIME 300 ms (libvirt leaves it unless told)
-    max_downtime_ms: float = _spec(300.0, lo=0.0, lo_open=True)
+    max_downtime_ms: float = spec(300.0, lo=0.0, lo_open=True)
     # libvirt: 0 = unlimited (it overrides QEMU's own 128 MiB/s max-bandwidth default)
-    bandwidth_mib_s: float = _spec(0.0, lo=0.0)
+    bandwidth_mib_s: float = spec(0.0, lo=0.0)
     # qemu: QEMU's rule (models/switchover.py); pass-end: the textbook rule that the closed form solves
-    switchover_rule: str = _spec("qemu", choices=("qemu", "pass-end"))
+    switchover_rule: str = spec("qemu", choices=("qemu", "pass-end"))
     # virsh migrate --timeout; 0 = none (libvirt's default)
-    timeout_s: float = _spec(0.0, lo=0.0)
+    timeout_s: float = spec(0.0, lo=0.0)
     # virsh migrate --timeout-suspend / --timeout-postcopy; Nova's default action is abort
-    timeout_action: str = _spec("abort", choices=("abort", "pause", "postcopy"))
+    timeout_action: str = spec("abort", choices=("abort", "pause", "postcopy"))
     # p2p: virDomainMigrateToURI3 with VIR_MIGRATE_PEER2PEER (Nova); direct: managed virDomainMigrate3
-    mode: str = _spec("p2p", choices=("p2p", "direct"))
+    mode: str = spec("p2p", choices=("p2p", "direct"))
     # virsh migrate --persistent (VIR_MIGRATE_PERSIST_DEST): define the domain on the destination;
     # off, as in virsh: the domain arrives transient
-    persistent: bool = _spec(False, physics=False)
+    persistent: bool = spec(False, physics=False)
     # virsh migrate --undefinesource (VIR_MIGRATE_UNDEFINE_SOURCE): drop the source's definition
-    undefine_source: bool = _spec(False, physics=False)
+    undefine_source: bool = spec(False, physics=False)
 
 
 @dataclass(frozen=True)
 class PortProfileSpec:
     # <virtualport type=...> on a type='direct' NIC; none = no association at all
-    type: str = _spec("none", choices=("none", "802.1Qbg", "802.1Qbh"))
+    type: str = spec("none", choices=("none", "802.1Qbg", "802.1Qbh"))
     # libvirt associates each NIC in turn
-    vnics: int = _spec(1, lo=1, hi=64)
+    vnics: int = spec(1, lo=1, hi=64)
 
 
 @dataclass(frozen=True)
 class SwitchSpec:
     # lldpad in bridge mode answered in 2-4 ms on the namespace testbed
-    service_time_ms: float = _spec(3.0, lo=0.0)
-    service_distribution: str = _spec("constant", choices=("constant", "exponential", "lognormal"))
+    service_time_ms: float = spec(3.0, lo=0.0)
+    service_distribution: str = spec("constant", choices=("constant", "exponential", "lognormal"))
     # coefficient of variation, used by the lognormal distribution
-    service_cv: float = _spec(1.0, lo=0.0)
+    service_cv: float = spec(1.0, lo=0.0)
     # association requests the switch serves at once
-    capacity: int = _spec(1, lo=1)
+    capacity: int = spec(1, lo=1)
     # other tenants' association requests per second (Poisson)
-    background_load_per_s: float = _spec(0.0, lo=0.0)
+    background_load_per_s: float = spec(0.0, lo=0.0)
     # answer | refuse (answers with an error) | silent (never answers)
-    mode: str = _spec("answer", choices=("answer", "refuse", "silent"))
+    mode: str = spec("answer", choices=("answer", "refuse", "silent"))
     # libvirt virnetdevvportprofile.c: STATUS_POLL_INTERVL_USEC = 1/8 s
-    poll_interval_ms: float = _spec(125.0, lo=0.0, lo_open=True)
+    poll_interval_ms: float = spec(125.0, lo=0.0, lo_open=True)
     # libvirt virnetdevvportprofile.c: STATUS_POLL_TIMEOUT_USEC = 10 s
-    timeout_s: float = _spec(10.0, lo=0.0, lo_open=True)
+    timeout_s: float = spec(10.0, lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -138,274 +120,35 @@ class OverheadsSpec:
     inline overrides the profile. Loading resolves every cost to a number."""
 
     # none: every fixed cost is zero; default: the built-in profile; or a path to a calibrated profile
-    profile: str = _spec("default")
-    begin_ms: float = _spec(0.0, lo=0.0)
-    prepare_ms: float = _spec(0.0, lo=0.0)
-    setup_ms: float = _spec(0.0, lo=0.0)
-    handshake_ms: float = _spec(0.0, lo=0.0)
-    finish_ms: float = _spec(0.0, lo=0.0)
-    resume_ms: float = _spec(0.0, lo=0.0)
-    confirm_ms: float = _spec(0.0, lo=0.0)
-    announce_ms: float = _spec(0.0, lo=0.0)
+    profile: str = spec("default")
+    begin_ms: float = spec(0.0, lo=0.0)
+    prepare_ms: float = spec(0.0, lo=0.0)
+    setup_ms: float = spec(0.0, lo=0.0)
+    handshake_ms: float = spec(0.0, lo=0.0)
+    finish_ms: float = spec(0.0, lo=0.0)
+    resume_ms: float = spec(0.0, lo=0.0)
+    confirm_ms: float = spec(0.0, lo=0.0)
+    announce_ms: float = spec(0.0, lo=0.0)
 
 
 @dataclass(frozen=True)
 class Scenario:
-    name: str = _spec("default")
+    # labels results; a renamed scenario is the same migration
+    name: str = spec("default", physics=False)
     vm: VmSpec = field(default_factory=VmSpec)
     link: LinkSpec = field(default_factory=LinkSpec)
     migration: MigrationSpec = field(default_factory=MigrationSpec)
     port_profile: PortProfileSpec = field(default_factory=PortProfileSpec)
     switch: SwitchSpec = field(default_factory=SwitchSpec)
-    overheads: OverheadsSpec = field(default_factory=lambda: resolved_overheads({}, "overheads"))
+    # every cost resolved, as loading a file without [overheads] gives
+    overheads: OverheadsSpec = field(
+        default_factory=lambda: OverheadsSpec(profile="default", **load_overheads_profile("default")))
 
     @functools.cached_property
     def scenario_id(self) -> str:
         """The key that joins a prediction and a measurement: a hash of its physics (everything but
-        the name and the fields marked `physics=False`).
-
-        The hashed text is `json.dumps` of `physics_dict(self)` (sorted keys, compact), written
-        straight from the fields: `asdict`'s deep copy cost as much as a whole prediction."""
-        text, leaves = _physics_layout()
-        values = tuple(_JSON_SCALAR.get(v.__class__, _json_value)(v) for v in leaves(self))
-        return hashlib.sha1((text % values).encode()).hexdigest()[:12]
+        the fields declared `physics=False`, such as the name); see models/identity.py."""
+        return identity.scenario_id(self)
 
     def replace(self, **changes: Any) -> Scenario:
         return dataclasses.replace(self, **changes)
-
-
-# ---------------------------------------------------------------------------------------------------
-# dict / TOML in and out
-
-_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
-# the field types by the names `from __future__ import annotations` leaves in dataclass fields
-TYPE_NAMES = {"float": float, "int": int, "str": str, "bool": bool}
-
-
-def _check_scalar(f: dataclasses.Field, value: Any, path: str) -> Any:
-    kind = f.type if isinstance(f.type, type) else TYPE_NAMES[f.type]
-    meta = f.metadata
-    ok = {
-        float: isinstance(value, int | float) and not isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        str: isinstance(value, str),
-        bool: isinstance(value, bool),
-    }[kind]
-    if not ok:
-        raise ScenarioError(path, value, f"expected {_TYPE_WORDS[kind]}")
-    if kind is float:
-        value = float(value)
-        if not math.isfinite(value):
-            raise ScenarioError(path, value, "expected a finite number")
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ScenarioError(path, value, "allowed: " + " | ".join(meta["choices"]))
-    lo, hi = meta.get("lo"), meta.get("hi")
-    below = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
-    above = hi is not None and (value >= hi if meta.get("hi_open") else value > hi)
-    if below or above:
-        left = "(" if meta.get("lo_open") else "["
-        right = ")" if meta.get("hi_open") or hi is None else "]"
-        lo_txt = "-inf" if lo is None else f"{lo:g}"
-        hi_txt = "inf" if hi is None else f"{hi:g}"
-        raise ScenarioError(path, value, f"allowed range {left}{lo_txt}, {hi_txt}{right}")
-    return value
-
-
-def _section_from_dict(cls: type, data: Any, path: str) -> Any:
-    if not isinstance(data, dict):
-        raise ScenarioError(path, data, "expected a table")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            where = f"{path}.{key}" if path else key
-            raise ScenarioError(where, data[key], "unknown key; valid keys: " + ", ".join(fields))
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in data:
-            continue
-        where = f"{path}.{name}" if path else name
-        if name in _SECTIONS:
-            kwargs[name] = _section_from_dict(_SECTIONS[name], data[name], where)
-        else:
-            kwargs[name] = _check_scalar(f, data[name], where)
-    return cls(**kwargs)
-
-
-_SECTIONS = {"dirty": DirtySpec, "vm": VmSpec, "link": LinkSpec, "migration": MigrationSpec,
-             "port_profile": PortProfileSpec, "switch": SwitchSpec, "overheads": OverheadsSpec}
-
-
-@functools.cache
-def _physics_layout() -> tuple[str, Callable[[Scenario], tuple[Any, ...]]]:
-    """A scenario's canonical JSON (see `Scenario.scenario_id`) with a %s slot for each scalar
-    field, and a getter of those fields in slot order."""
-    paths: list[str] = []
-
-    def table(cls: type, prefix: str) -> str:
-        items = []
-        for name in sorted(f.name for f in dataclasses.fields(cls)):
-            if (cls is Scenario and name == "name") or not _is_physics(cls, name):
-                continue
-            key = json.dumps(name).replace("%", "%%") + ":"
-            if name in _SECTIONS:
-                items.append(key + table(_SECTIONS[name], f"{prefix}{name}."))
-            else:
-                paths.append(prefix + name)
-                items.append(key + "%s")
-        return "{" + ",".join(items) + "}"
-
-    text = table(Scenario, "")
-    return text, operator.attrgetter(*paths)
-
-
-def _is_physics(cls: type, name: str) -> bool:
-    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("physics", True)
-
-
-def _json_float(value: float) -> str:
-    # json.dumps writes a finite float as its repr, and inf or nan as Infinity or NaN
-    return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
-
-
-def _json_value(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-# json.dumps' own encoding of the field types; any other value (a bool, a numpy number) goes through it
-_JSON_SCALAR: dict[type, Callable[[Any], str]] = {float: _json_float, int: int.__repr__,
-                                                  str: encode_basestring_ascii}
-
-
-def resolved_overheads(data: dict[str, Any], path: str, base_dir: Path | None = None) -> OverheadsSpec:
-    """Fills every fixed cost: from the named profile, then the costs given inline."""
-    given = _section_from_dict(OverheadsSpec, data, path)
-    profile = given.profile
-    if profile not in ("none", "default") and base_dir is not None and not Path(profile).is_absolute():
-        profile = str((base_dir / profile).resolve())
-    try:
-        costs = load_overheads_profile(profile)
-    except ValueError as exc:
-        raise ScenarioError(f"{path}.profile", given.profile, str(exc)) from None
-    costs.update({k: _check_scalar(_OVERHEAD_FIELD_DEFS[k], v, f"{path}.{k}")
-                  for k, v in data.items() if k in OVERHEAD_FIELDS})
-    return OverheadsSpec(profile=profile, **costs)
-
-
-_OVERHEAD_FIELD_DEFS = {f.name: f for f in dataclasses.fields(OverheadsSpec)}
-
-
-def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: str = "") -> Scenario:
-    """Builds and validates a Scenario. Relative paths (dirty trace, overheads profile) are resolved
-    against `base_dir` and stored absolute, so a scenario written back out still points to them."""
-    try:
-        data = dict(data)
-        overheads_data = data.pop("overheads", {})
-        if not isinstance(overheads_data, dict):
-            raise ScenarioError("overheads", overheads_data, "expected a table")
-        scenario = _section_from_dict(Scenario, data, "")
-        overheads = resolved_overheads(overheads_data, "overheads", base_dir)
-        scenario = dataclasses.replace(scenario, overheads=overheads)
-        return _check_consistency(scenario, base_dir)
-    except ScenarioError as exc:
-        if source and not exc.source:
-            raise ScenarioError(exc.field, exc.value, exc.allowed, source) from None
-        raise
-
-
-def _check_consistency(s: Scenario, base_dir: Path | None) -> Scenario:
-    """Rules that span several fields."""
-    page = s.vm.page_size_bytes
-    if page & (page - 1):
-        raise ScenarioError("vm.page_size_bytes", page, "must be a power of two")
-    dirty = s.vm.dirty
-    written_mib = s.vm.memory_mib * (1.0 - s.vm.zero_page_fraction)
-    if dirty.model == "hotcold":
-        if dirty.hot_set_mib <= 0:
-            raise ScenarioError("vm.dirty.hot_set_mib", dirty.hot_set_mib,
-                                "hotcold needs a hot set > 0 MiB")
-        if dirty.hot_set_mib > written_mib:
-            raise ScenarioError("vm.dirty.hot_set_mib", dirty.hot_set_mib,
-                                f"must fit in the written memory, "
-                                f"memory_mib x (1 - zero_page_fraction) = {written_mib:g} MiB")
-    if dirty.pattern == "sweep" and dirty.model != "constant":
-        raise ScenarioError("vm.dirty.pattern", dirty.pattern, "sweep is a constant model's pattern")
-    if dirty.model == "trace":
-        if not dirty.path:
-            raise ScenarioError("vm.dirty.path", dirty.path, "trace needs a CSV path (t_s, dirty_pages)")
-        trace_path = Path(dirty.path)
-        if not trace_path.is_absolute() and base_dir is not None:
-            trace_path = (base_dir / trace_path).resolve()
-        from .dirty import load_trace  # the trace is checked now, not mid-simulation
-
-        load_trace(trace_path)
-        s = dataclasses.replace(s, vm=dataclasses.replace(
-            s.vm, dirty=dataclasses.replace(dirty, path=str(trace_path))))
-    return s
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
-
-
-def physics_dict(scenario: Scenario) -> dict[str, Any]:
-    """What `Scenario.scenario_id` hashes, as a dict: the scenario without its name and without the
-    fields that change how the call is made, not the migration."""
-    def strip(cls: type, table: dict[str, Any]) -> dict[str, Any]:
-        return {name: strip(_SECTIONS[name], value) if name in _SECTIONS else value
-                for name, value in table.items()
-                if _is_physics(cls, name) and not (cls is Scenario and name == "name")}
-
-    return strip(Scenario, to_dict(scenario))
-
-
-def read_toml(path: str | Path, what: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """A TOML input file as a dict, with `section.key=value` overrides applied; errors are one line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(what, str(path), f"cannot be read ({exc.strerror})") from None
-    return parse_toml(text, str(path), overrides)
-
-
-def parse_toml(text: str, source: str = "", overrides: list[str] | None = None) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError("TOML", source or "<text>", f"not valid TOML ({exc})") from None
-    for item in overrides or []:
-        apply_override(data, item)
-    return data
-
-
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Reads a scenario TOML file, applying `section.key=value` overrides (values in TOML syntax)."""
-    data = read_toml(path, "scenario file", overrides)
-    return scenario_from_dict(data, base_dir=Path(path).parent.resolve(), source=str(path))
-
-
-def scenario_from_toml(text: str, base_dir: Path | None = None, source: str = "",
-                       overrides: list[str] | None = None) -> Scenario:
-    return scenario_from_dict(parse_toml(text, source, overrides), base_dir=base_dir, source=source)
-
-
-def apply_override(data: dict[str, Any], item: str) -> None:
-    """`--set vm.dirty.rate_mib_s=100`: the value is parsed as TOML, falling back to a bare string."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ScenarioError("--set", item, "expected section.key=value")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    *parents, leaf = key.strip().split(".")
-    table = data
-    for part in parents:
-        table = table.setdefault(part, {})
-        if not isinstance(table, dict):
-            raise ScenarioError("--set", item, f"{part} is not a section")
-    table[leaf] = value
-
-
-def scenario_to_toml(scenario: Scenario) -> str:
-    return tomli_w.dumps(to_dict(scenario))

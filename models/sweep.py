@@ -30,7 +30,6 @@ For a fleet, `field` is a dotted path into the fleet file's tables, e.g. `plan.m
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import re
@@ -42,23 +41,17 @@ from typing import Any
 import numpy as np
 
 from .errors import ScenarioError
-from .fieldpaths import check_value, field_type, leaf_field, with_values
+from .fieldpaths import check_consistency, check_value, field_type, leaf_field, with_values
+from .files import load_scenario, read_toml, scenario_from_dict, to_dict
 from .fleet import fleet_from_dict
-from .scenario import (
-    Scenario,
-    _check_consistency,
-    load_scenario,
-    physics_dict,
-    read_toml,
-    scenario_from_dict,
-    to_dict,
-)
+from .identity import id_of_text, physics_dict
+from .scenario import Scenario
 
 TOP_KEYS = ("name", "base", "fleet", "axes", "sampling", "replicates", "seed")
 AXIS_KINDS = ("values", "range", "sample")
 SCALES = ("linear", "log")
 SAMPLING_METHODS = ("random", "lhs")
-# the scenario fields that models/scenario.py checks against each other (_check_consistency); the
+# the scenario fields that fieldpaths.check_consistency checks against each other; the
 # sweep checks every combination of their swept values, and each other value once on its own
 CROSS_CHECKED = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.dirty.model",
                  "vm.dirty.hot_set_mib", "vm.dirty.path")
@@ -396,7 +389,7 @@ def _check_combinations(base: Scenario, columns: Mapping[str, np.ndarray]) -> No
             continue
         seen.add(combo)
         try:
-            _check_consistency(with_values(base, dict(zip(crossed, combo, strict=True))), None)
+            check_consistency(with_values(base, dict(zip(crossed, combo, strict=True))), None)
         except ScenarioError as exc:
             at = ", ".join(f"{f} = {v!r}" for f, v in zip(crossed, combo, strict=True))
             raise ScenarioError(exc.field, exc.value, f"{exc.allowed} (at the point where {at})") from None
@@ -448,5 +441,5 @@ def point_ids(base: Scenario, columns: Mapping[str, np.ndarray]) -> list[str]:
     literals = [list(map(json.dumps if columns[fields[j]].dtype.kind == "U" else repr,
                          columns[fields[j]].tolist())) for j in order]
     head, tails = texts[0], texts[1:]
-    return [hashlib.sha1((head + "".join(map(str.__add__, values, tails))).encode()).hexdigest()[:12]
+    return [id_of_text(head + "".join(map(str.__add__, values, tails)))
             for values in zip(*literals, strict=True)]

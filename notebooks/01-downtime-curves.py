@@ -36,7 +36,7 @@ import pandas as pd
 
 from pausecast import predict
 from pausecast.models.closed_form import closed_form
-from pausecast.models.scenario import scenario_from_dict
+from pausecast.models.files import scenario_from_dict
 
 SMOKE = os.environ.get("SMOKE") == "1"
 POINTS = 8 if SMOKE else 40

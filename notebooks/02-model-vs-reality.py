@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from pausecast.cli import main as pausecast
-from pausecast.models.scenario import resolved_overheads
+from pausecast.models.files import resolved_overheads
 from pausecast.models.sweep import design, load_sweep, point_count, scenario_at
 from pausecast.sim import predict
 

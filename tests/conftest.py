@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from pausecast.models.scenario import Scenario, resolved_overheads, scenario_from_dict
+from pausecast.models.files import resolved_overheads, scenario_from_dict
+from pausecast.models.scenario import Scenario
 
 # CI explores the same examples every run, so a red build always reproduces
 settings.register_profile("ci", derandomize=True, deadline=None)

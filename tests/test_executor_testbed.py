@@ -66,7 +66,7 @@ def scenario_file(tmp_path_factory, machine_overheads):
 
 
 def _scenario(scenario_file, *overrides: str):
-    from pausecast.models.scenario import load_scenario
+    from pausecast.models.files import load_scenario
 
     return load_scenario(scenario_file, list(overrides))
 
@@ -166,8 +166,8 @@ def test_events_come_from_both_daemons(tb, scenario_file):
 
 
 def test_calibrate_writes_a_profile_that_scenarios_load(tb, scenario_file, tmp_path, capsys):
+    from pausecast.models.files import load_scenario
     from pausecast.models.overheads import OVERHEAD_FIELDS
-    from pausecast.models.scenario import load_scenario
 
     profile = tmp_path / "overheads.toml"
     code, out = _cli(capsys, "calibrate", "--testbed", "--state-dir", str(STATE_DIR), "--repeat", "1",

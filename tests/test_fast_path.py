@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pausecast.models.files import scenario_from_dict
 from pausecast.models.record import COLUMNS
-from pausecast.models.scenario import scenario_from_dict
 from pausecast.sim import fast, predict
 from pausecast.sim.fast import predict_many
 

@@ -454,7 +454,7 @@ def prechecked(hosts, validated, files, tmp_path_factory):
 
 
 def test_precheck_takes_the_operators_bandwidth_over_the_domains_own(prechecked):
-    from pausecast.models.scenario import load_scenario
+    from pausecast.models.files import load_scenario
 
     cli, before, _, written = prechecked
     assert cli.code in (0, 1), cli

@@ -44,7 +44,7 @@ def _snapshot(dom) -> tuple:
 
 def _precheck(tb, tmp_path: Path, capsys, *flags: str) -> tuple[int, dict, object]:
     from pausecast.cli import main
-    from pausecast.models.scenario import load_scenario
+    from pausecast.models.files import load_scenario
 
     written = tmp_path / "built.toml"
     code = main(["precheck", NAME, "--testbed", "--state-dir", str(tb.state_dir), "--calc-seconds", "1",

@@ -77,7 +77,7 @@ def tb():
 
 def _scenario(link_mbit_s: float, cap_mib_s: float, pages_s: int, timeout_s: float, profile: Path):
     """testbed-small.toml shaped as asked, its fixed costs calibrated on this machine (`profile`)."""
-    from pausecast.models.scenario import load_scenario
+    from pausecast.models.files import load_scenario
 
     s = on_this_machine(load_scenario(EXAMPLES / "testbed-small.toml"), profile)
     link = dataclasses.replace(s.link, bandwidth_mbit_s=link_mbit_s, socket_backlog_mib=SOCKET_BACKLOG_MIB)
@@ -117,7 +117,7 @@ def _precheck(tb, real, tmp_path: Path, capsys) -> tuple[int, dict, Path]:
     """Runs the pre-check with `real` as the base (what the domain cannot tell: the link and the
     calibrated overheads); returns its exit code, its JSON and the scenario it built."""
     from pausecast.cli import main
-    from pausecast.models.scenario import scenario_to_toml
+    from pausecast.models.files import scenario_to_toml
 
     base_path, built = tmp_path / "base.toml", tmp_path / "built.toml"
     base_path.write_text(scenario_to_toml(real))
@@ -209,7 +209,7 @@ def test_precheck_verdict_and_figures_match_the_real_migration_and_change_nothin
         tb, tmp_path, capsys, machine_overheads, link_mbit_s, cap_mib_s, pages_s, expect_go):
     from pausecast.executor.migration.migrate import migrate
     from pausecast.executor.testbed.run import endpoints
-    from pausecast.models.scenario import load_scenario
+    from pausecast.models.files import load_scenario
     from pausecast.sim import predict
 
     real = _scenario(link_mbit_s, cap_mib_s, pages_s, timeout_s=30.0 if expect_go else 15.0,

@@ -9,15 +9,10 @@ from hypothesis import strategies as st
 from pausecast import default_scenario_path
 from pausecast.models.dirty import ConstantDirty, HotColdDirty, dirty_model_for
 from pausecast.models.errors import ScenarioError
+from pausecast.models.files import load_scenario, scenario_from_dict, scenario_from_toml, scenario_to_toml
 from pausecast.models.overheads import DEFAULT_PROFILE_MS
 from pausecast.models.record import COLUMNS, REQUIRED_COLUMNS
-from pausecast.models.scenario import (
-    Scenario,
-    load_scenario,
-    scenario_from_dict,
-    scenario_from_toml,
-    scenario_to_toml,
-)
+from pausecast.models.scenario import Scenario
 
 EXAMPLES = sorted(Path(__file__).resolve().parent.parent.joinpath("examples").glob("*.toml"))
 SINGLE_VM_EXAMPLES = [p for p in EXAMPLES if "[vm]" in p.read_text() and "[[" not in p.read_text()]

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pausecast.models.closed_form import closed_form
-from pausecast.models.scenario import scenario_from_dict
+from pausecast.models.files import scenario_from_dict
 from pausecast.sim import predict, simulate
 
 from .conftest import WORKED_DIRTY_MIB_S, make

@@ -19,7 +19,7 @@ from pausecast.executor.testbed.qbg import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID
 from pausecast.executor.testbed.qbg import uplinks as switch_ports
 from pausecast.executor.testbed.run import run_on_testbed
 from pausecast.executor.vdp.wire import ETH_P_ECP, EcpOp, Status, decode_ecp, decode_vdp
-from pausecast.models.scenario import load_scenario
+from pausecast.models.files import load_scenario
 
 from .conftest import fresh_testbed
 

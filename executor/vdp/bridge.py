@@ -56,7 +56,8 @@ import numpy as np
 
 from ...models.association import sample_service_s
 from ...models.errors import ScenarioError
-from ...models.scenario import SwitchSpec, scenario_from_dict
+from ...models.files import scenario_from_dict
+from ...models.scenario import SwitchSpec
 from ...models.units import ms_to_s, s_to_ms
 from .wire import (
     ECP_SUBTYPE_VDP,

@@ -26,7 +26,7 @@ RANGE_STDERRS = 2.0
 def reasons(record: MigrationRecord, scenario: Scenario) -> list[str]:
     """The verdict's reasons, in the operator's words.
 
-    >>> from pausecast.models.scenario import scenario_from_dict
+    >>> from pausecast.models.files import scenario_from_dict
     >>> s = scenario_from_dict({})
     >>> reasons(MigrationRecord("id", "sim", failure="not-converged"), s)[0][:44]
     'pre-copy never converges at max downtime 300'

@@ -21,9 +21,10 @@ from ..executor.migration.migrate import ExecutorError
 from ..executor.testbed.qbg import VdpTestbed
 from ..executor.testbed.run import GUEST_NAME
 from ..models.errors import ScenarioError
+from ..models.files import load_scenario, scenario_from_dict
 from ..models.overheads import DEFAULT_PROFILE_MS, OVERHEAD_FIELDS
 from ..models.record import Measured, MigrationRecord
-from ..models.scenario import Scenario, load_scenario, scenario_from_dict
+from ..models.scenario import Scenario
 from ..runs.run_files import write_run
 from .progress import ProgressLine
 from .targets import Target, add_target_arguments, cannot_run_is_one_line, open_target

@@ -12,7 +12,8 @@ from .. import default_scenario_path
 from ..analysis.precheck import advice, rate_range, reasons, uncertainty
 from ..models.errors import ScenarioError
 from ..models.fieldpaths import check_value
-from ..models.scenario import Scenario, load_scenario, read_toml, scenario_to_toml
+from ..models.files import load_scenario, read_toml, scenario_to_toml
+from ..models.scenario import Scenario
 from ..report.text import format_prediction, record_json
 from ..sim import predict
 

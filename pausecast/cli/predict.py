@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import default_scenario_path
-from ..models.scenario import load_scenario
+from ..models.files import load_scenario
 from ..report.text import format_prediction, record_json
 from ..sim import simulate
 

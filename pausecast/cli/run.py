@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
+from ..models.files import load_scenario
 from ..models.record import Measured
-from ..models.scenario import load_scenario
 from ..report.text import format_prediction
 from ..runs.run_files import strict_json, write_run
 from .progress import ProgressLine

@@ -11,7 +11,7 @@ from ..executor.testbed.hosts import DEFAULT_STATE_DIR
 from ..executor.testbed.qbg import testbed_for
 from ..executor.testbed.run import shape_for
 from ..models.errors import ScenarioError
-from ..models.scenario import load_scenario
+from ..models.files import load_scenario
 from ..runs.run_files import strict_json
 from .targets import cannot_run_is_one_line
 

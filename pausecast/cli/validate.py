@@ -13,8 +13,9 @@ from pathlib import Path
 from ..analysis.calibration import COLD_START_RULE, cold_start_runs
 from ..analysis.validation import FIGURES, Comparison, figure_value, median_finite, median_record, verdict
 from ..models.errors import ScenarioError
+from ..models.files import load_scenario, resolved_overheads
 from ..models.record import MigrationRecord
-from ..models.scenario import Scenario, load_scenario, resolved_overheads
+from ..models.scenario import Scenario
 from ..models.sweep import design, load_sweep, point_count, point_values, scenario_at
 from ..runs.run_files import write_run
 from ..runs.validation_report import write_report

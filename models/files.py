@@ -1,0 +1,114 @@
+"""Scenario files: TOML in and out, `--set section.key=value` overrides, and overheads profiles.
+
+Loading checks every field against its rule (models/schema.py) and the rules that span several fields
+(models/fieldpaths.py); every error is one line, a `ScenarioError` naming the field, the value and
+what is allowed, and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import ScenarioError
+from .fieldpaths import check_consistency
+from .overheads import OVERHEAD_FIELDS, load_overheads_profile
+from .scenario import OverheadsSpec, Scenario
+from .schema import check_scalar, section_from_dict
+
+
+def resolved_overheads(data: dict[str, Any], path: str, base_dir: Path | None = None) -> OverheadsSpec:
+    """Fills every fixed cost: from the named profile, then the costs given inline."""
+    given = section_from_dict(OverheadsSpec, data, path)
+    profile = given.profile
+    if profile not in ("none", "default") and base_dir is not None and not Path(profile).is_absolute():
+        profile = str((base_dir / profile).resolve())
+    try:
+        costs = load_overheads_profile(profile)
+    except ValueError as exc:
+        raise ScenarioError(f"{path}.profile", given.profile, str(exc)) from None
+    costs.update({k: check_scalar(_OVERHEAD_FIELD_DEFS[k], v, f"{path}.{k}")
+                  for k, v in data.items() if k in OVERHEAD_FIELDS})
+    return OverheadsSpec(profile=profile, **costs)
+
+
+_OVERHEAD_FIELD_DEFS = {f.name: f for f in dataclasses.fields(OverheadsSpec)}
+
+
+def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: str = "") -> Scenario:
+    """Builds and validates a Scenario. Relative paths (dirty trace, overheads profile) are resolved
+    against `base_dir` and stored absolute, so a scenario written back out still points to them."""
+    try:
+        data = dict(data)
+        overheads_data = data.pop("overheads", {})
+        if not isinstance(overheads_data, dict):
+            raise ScenarioError("overheads", overheads_data, "expected a table")
+        scenario = section_from_dict(Scenario, data, "")
+        overheads = resolved_overheads(overheads_data, "overheads", base_dir)
+        scenario = dataclasses.replace(scenario, overheads=overheads)
+        return check_consistency(scenario, base_dir)
+    except ScenarioError as exc:
+        if source and not exc.source:
+            raise ScenarioError(exc.field, exc.value, exc.allowed, source) from None
+        raise
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def read_toml(path: str | Path, what: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A TOML input file as a dict, with `section.key=value` overrides applied; errors are one line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(what, str(path), f"cannot be read ({exc.strerror})") from None
+    return parse_toml(text, str(path), overrides)
+
+
+def parse_toml(text: str, source: str = "", overrides: list[str] | None = None) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError("TOML", source or "<text>", f"not valid TOML ({exc})") from None
+    for item in overrides or []:
+        apply_override(data, item)
+    return data
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Reads a scenario TOML file, applying `section.key=value` overrides (values in TOML syntax)."""
+    data = read_toml(path, "scenario file", overrides)
+    return scenario_from_dict(data, base_dir=Path(path).parent.resolve(), source=str(path))
+
+
+def scenario_from_toml(text: str, base_dir: Path | None = None, source: str = "",
+                       overrides: list[str] | None = None) -> Scenario:
+    return scenario_from_dict(parse_toml(text, source, overrides), base_dir=base_dir, source=source)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """`--set vm.dirty.rate_mib_s=100`: the value is parsed as TOML, falling back to a bare string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ScenarioError("--set", item, "expected section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    *parents, leaf = key.strip().split(".")
+    table = data
+    for part in parents:
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ScenarioError("--set", item, f"{part} is not a section")
+    table[leaf] = value
+
+
+def scenario_to_toml(scenario: Scenario) -> str:
+    return tomli_w.dumps(to_dict(scenario))
