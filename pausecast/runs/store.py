@@ -78,7 +78,7 @@ def json_text(obj: Any, indent: int | None = 2) -> str:
 
 
 def new_manifest(kind: str, name: str, tables: Mapping[str, dict[str, Any]], files: Sequence[str],
-             scenario_ids: Sequence[str] | None, **fields: Any) -> dict[str, Any]:
+                 scenario_ids: Sequence[str] | None, **fields: Any) -> dict[str, Any]:
     """The keys every folder's manifest has, then what its kind adds."""
     return {"format": MANIFEST_FORMAT, "kind": kind, "name": name, "created": now_utc(), **fields,
             "versions": versions(), "git": git_state(),
