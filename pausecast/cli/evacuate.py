@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from ..models.fleet import load_fleet
 from ..models.units import bytes_to_mib
 from ..report.timeline import timeline_figure
+from ..runs.store import write_folder
 from ..sim.fleet import FleetResult, simulate_fleet
 
 
@@ -21,7 +19,7 @@ def register(p: argparse.ArgumentParser) -> None:
                      "memory streams sharing links max-min fairly, their port requests queueing at "
                      "shared switches, started by the plan's concurrency limits. Prints the fleet "
                      "summary and writes RESULTS/<fleet name>/records.parquet, records.csv, "
-                     "summary.json and timeline.png.")
+                     "summary.json, timeline.png and manifest.json.")
     p.epilog = "Example: pausecast evacuate examples/evacuation.toml --set plan.max_per_source_host=1"
     p.add_argument("fleet", help="fleet TOML file (see examples/evacuation.toml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -44,19 +42,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_results(result: FleetResult, out: Path, title: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(result.records)
-    table.to_parquet(out / "records.parquet", index=False)
-    table.to_csv(out / "records.csv", index=False)
-    (out / "summary.json").write_text(json.dumps(_strict_json(result.summary), indent=2) + "\n")
-    timeline_figure(result.records, title).savefig(out / "timeline.png", dpi=110)
-
-
-def _strict_json(value: Any) -> Any:
-    """NaN and infinity (never, none migrated) become null."""
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+    summary = result.summary
+    timeline = timeline_figure(result.records, title)
+    write_folder(out, "evacuation", summary["fleet"], tables={"records": result.records},
+                 documents={"summary": summary}, figures={"timeline.png": (timeline, 110)},
+                 seed=summary["seed"])
 
 
 def _ms(value: float) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..models.files import load_scenario
 from ..models.record import Measured
 from ..report.text import format_prediction
-from ..runs.run_files import strict_json, write_run
+from ..runs.run_files import write_run
+from ..runs.store import json_text
 from .progress import ProgressLine
 from .targets import add_target_arguments, cannot_run_is_one_line, open_target
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     progress.finish(record.migrated)
     folder = write_run(measurement, args.results)
     if args.json:
-        print(json.dumps(strict_json({**record.to_row(), "extra": record.extra}), indent=2))
+        print(json_text({**record.to_row(), "extra": record.extra}), end="")
     else:
         print(format_prediction(scenario, record))
         print(f"\n  measured on {target.describe}; phases from {Measured.of(record).phases_from}")

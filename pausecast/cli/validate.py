@@ -7,21 +7,18 @@ import argparse
 import dataclasses
 import math
 import sys
-import time
 from pathlib import Path
 
-from ..analysis.calibration import COLD_START_RULE, cold_start_runs
-from ..analysis.validation import FIGURES, Comparison, figure_value, median_finite, median_record, verdict
+from ..analysis.calibration import COLD_START_RULE
+from ..analysis.validation import FIGURES, Comparison, figure_value, median_record, verdict
 from ..models.errors import ScenarioError
 from ..models.files import load_scenario, resolved_overheads
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario
-from ..models.sweep import design, load_sweep, point_count, point_values, scenario_at
-from ..runs.run_files import write_run
-from ..runs.validation_report import write_report
+from ..runs.matrix import Watch, load_matrix, measure, run_matrix
 from ..sim import predict
 from .progress import ProgressLine
-from .targets import Target, add_target_arguments, cannot_run_is_one_line, open_target
+from .targets import add_target_arguments, cannot_run_is_one_line, open_target
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -55,26 +52,8 @@ def _with_overheads(scenario: Scenario, profile: str | None) -> Scenario:
     return dataclasses.replace(scenario, overheads=resolved_overheads({"profile": path}, "--overheads"))
 
 
-def _measure(target: Target, scenario: Scenario, repeat: int, results: str,
-             label: str) -> list[MigrationRecord]:
-    if target.testbed is not None and scenario.vm.dirty.pattern != "sweep":
-        print(f"pausecast: note: {label}: the test guest sweeps its pages; vm.dirty.pattern = "
-              f"\"{scenario.vm.dirty.pattern}\" predicts a different pending set", file=sys.stderr)
-    records = []
-    for i in range(repeat):
-        progress = ProgressLine()
-        m = target.run(scenario, on_sample=progress)
-        progress.finish(m.record.migrated)
-        write_run(m, results)
-        r = m.record
-        print(f"  {label} run {i + 1}/{repeat}: {'migrated' if r.migrated else r.failure}, "
-              f"{r.iterations} iterations, total {r.total_time_s:.3f} s, pause {r.pause_window_ms:.1f} ms",
-              file=sys.stderr)
-        records.append(r)
-    cold = cold_start_runs(records)
-    for i, why in cold.items():
-        print(f"  {label} run {i + 1} left out of the median, a cold start: {why}", file=sys.stderr)
-    return [r for i, r in enumerate(records) if i not in cold]
+# the runs' progress and notes go to stderr: stdout holds the comparison
+WATCH = Watch(say=lambda line: print(line, file=sys.stderr), progress=ProgressLine)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat is not None and args.repeat < 1:
         raise ScenarioError("--repeat", args.repeat, "expected an integer >= 1")
     if args.matrix:
-        return run_matrix(args)
+        return _matrix(args)
     scenario = _with_overheads(load_scenario(args.scenario, args.overrides), args.overheads)
     predicted = predict(scenario)
     target = open_target(args, scenario)
-    measured = _measure(target, scenario, args.repeat or 1, args.results, scenario.name)
+    measured = measure(target, scenario, args.repeat or 1, args.results, scenario.name, WATCH)
     point = Comparison(predicted, median_record(measured)).row()
     print(side_by_side(scenario, point, measured, target.describe))
     result = verdict([point])
@@ -127,48 +106,12 @@ def _pct(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value:+.1%}"
 
 
-def run_matrix(args: argparse.Namespace) -> int:
-    sweep = load_sweep(args.matrix)
-    if sweep.scenario is None or any(a.kind == "sample" for a in sweep.axes):
-        raise ScenarioError("--matrix", args.matrix, "a matrix is one base scenario with axes of values")
-    base = _with_overheads(sweep.scenario, args.overheads)
-    columns = design(sweep, 0)
-    repeat = args.repeat or sweep.replicates
-    scenarios = []
-    for i in range(point_count(columns)):
-        values = point_values(columns, i)
-        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in values.items())
-        scenario = dataclasses.replace(scenario_at(base, columns, i), name=f"{sweep.name}-{i}")
-        scenarios.append((label, scenario))
-    target = open_target(args, scenarios[0][1])
-    points, runs = [], []
-    for i, (label, scenario) in enumerate(scenarios):
-        print(f"point {i + 1}/{len(scenarios)}: {label}", file=sys.stderr)
-        predicted = predict(scenario)
-        measured = _measure(target, scenario, repeat, args.results, f"point {i + 1}")
-        points.append({"point": i, "values": label,
-                       **Comparison(predicted, median_record(measured)).row(),
-                       "total_time_s_spread": _spread([r.total_time_s for r in measured]),
-                       "pause_window_ms_spread": _spread([r.pause_window_ms for r in measured])})
-        runs += [{"point": i, "replicate": j, "values": label, **Comparison(predicted, r).row()}
-                 for j, r in enumerate(measured)]
-    result = verdict(points)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = Path(args.results) / "validation" / f"{sweep.name}-{stamp}"
-    notes = [f"matrix {args.matrix}: {len(points)} points x {repeat} run(s) on {target.describe}",
-             f"overheads profile: {base.overheads.profile}",
-             "error = (predicted - measured) / measured; measured = median of the runs"]
-    write_report(out, f"validation {sweep.name}", result, points, runs, notes)
-    print("\n".join("  " + line for line in result.lines()))
-    print(f"\n  wrote {out}/report.md, table.csv, table.parquet, runs.csv, runs.parquet, "
+def _matrix(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.matrix, lambda base: _with_overheads(base, args.overheads))
+    target = open_target(args, matrix.points[0].scenario)
+    report = run_matrix(matrix, target, args.repeat or matrix.replicates, args.results, WATCH)
+    print("\n".join("  " + line for line in report.verdict.lines()))
+    print(f"\n  wrote {report.folder}/report.md, table.csv, table.parquet, runs.csv, runs.parquet, "
           "predicted_vs_measured.png")
     target.say_where_the_domain_is()
-    return 0 if result.met else 1
-
-
-def _spread(values: list[float]) -> float:
-    """(max - min) / median of the replicates: the run-to-run noise the errors should be read against."""
-    finite = [v for v in values if math.isfinite(v)]
-    middle = median_finite(finite)
-    return (max(finite) - min(finite)) / middle if len(finite) > 1 and middle else math.nan
+    return 0 if report.verdict.met else 1

@@ -1,9 +1,10 @@
 """Where the running code comes from: the package's version and the git commit of its source tree,
-for `pausecast --version` and the sweep manifests."""
+for `pausecast --version` and the results store's manifests."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,19 @@ def describe() -> str:
     if not git["commit"]:
         return f"pausecast {package_version()}"
     return f"pausecast {package_version()} (git {git['commit'][:7]}{'-dirty' if git['dirty'] else ''})"
+
+
+# the packages whose versions a manifest records
+PACKAGES = ("pausecast", "numpy", "numba", "pandas", "pyarrow", "simpy", "matplotlib", "tqdm", "dask",
+            "distributed")
+
+
+def versions() -> dict[str, str | None]:
+    """Python's version and each of PACKAGES' (None when not installed)."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found

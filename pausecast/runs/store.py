@@ -1,32 +1,93 @@
-"""A sweep's results folder: one Parquet file per chunk of runs, and a manifest.
+"""The one results store: every table pausecast writes lies in a folder with a manifest.json.
 
-    results/<name>/manifest.json
-    results/<name>/chunks/part-000000.parquet ...
+    <folder>/manifest.json               what the folder holds and where the code came from (below)
+    <folder>/<table>.parquet, .csv       a table written whole: one row per record
+    <folder>/chunks/part-000000.parquet  a table written in chunks of runs (a sweep's "results")
+    <folder>/<document>.json             a record or summary, NaN and infinity as null
+    <folder>/<name>.md, .png             what people read: a report, a figure
+
+The folders: a sweep (results/<name>/), an evacuation (results/<fleet>/), a real run
+(results/runs/<time>-<scenario id>/) and a validation report (results/validation/<name>-<time>/).
+Every manifest has the same keys, and each kind adds its own:
+
+    format, kind, name, created     the layout's version; sweep | evacuation | run | validation
+    versions, git                   the packages and the commit the code ran from
+    scenario_ids                    the distinct scenarios of its tables and records (a sweep's
+                                    "points" counts them instead: one per point, too many to list)
+    tables                          name -> files, rows, columns
+    files                           every file written, manifest aside
 
 Every file is written to a temporary name beside its final one, flushed to disk and renamed over it
-(os.replace is atomic), so a killed sweep leaves whole chunk files or none, never a torn one. A chunk
-file that exists is done: that is all --resume needs to know.
+(os.replace is atomic), so a killed writer leaves whole files or none, never a torn one. A chunk
+file that exists is done: that is all a sweep's --resume needs to know.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime
 import json
+import math
 import os
 import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, BinaryIO, Protocol
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..models.errors import ScenarioError
+from .provenance import git_state, versions
 
 MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
 CHUNKS = "chunks"
-CSV_NAME = "results.csv"
+# a sweep's table: its chunks, and the CSV export of them
+SWEEP_TABLE = "results"
+CSV_NAME = f"{SWEEP_TABLE}.csv"
+TABLE_FORMATS = ("parquet", "csv")
 _CHUNK = re.compile(r"part-(\d{6})\.parquet")
 _TEMP_MARK = ".tmp-"
+
+Rows = pd.DataFrame | Sequence[Mapping[str, Any]]
+_NONE: Mapping[str, Any] = MappingProxyType({})
+
+
+class Figure(Protocol):
+    def savefig(self, fname: BinaryIO, **kwargs: Any) -> None: ...
+
+
+def strict_json(obj: Any) -> Any:
+    """NaN and infinity (not measured, never, none migrated) become null, at any depth: JSON has
+    neither, and Python's json module would write tokens other readers refuse."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """The one way a record, summary or manifest becomes JSON text."""
+    return json.dumps(strict_json(obj), indent=indent) + "\n"
+
+
+def new_manifest(kind: str, name: str, tables: Mapping[str, dict[str, Any]], files: Sequence[str],
+                 scenario_ids: Sequence[str] | None, **fields: Any) -> dict[str, Any]:
+    """The keys every folder's manifest has, then what its kind adds."""
+    return {"format": MANIFEST_FORMAT, "kind": kind, "name": name, "created": now_utc(), **fields,
+            "versions": versions(), "git": git_state(),
+            "scenario_ids": None if scenario_ids is None else list(scenario_ids),
+            "tables": dict(tables), "files": list(files)}
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 class ResultsStore:
@@ -37,6 +98,8 @@ class ResultsStore:
     @property
     def manifest_path(self) -> Path:
         return self.root / MANIFEST
+
+    # ----------------------------------------------------------------------------- chunked tables
 
     def chunk_path(self, index: int) -> Path:
         return self.chunks / f"part-{index:06d}.parquet"
@@ -61,6 +124,43 @@ class ResultsStore:
                    if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         self._atomic(self.chunk_path(index), lambda fh: pq.write_table(table, fh, use_dictionary=strings))
 
+    def chunked_table(self) -> dict[str, Any]:
+        """The manifest's entry for the chunks written so far (rows from the files' footers)."""
+        done = sorted(self.done_chunks())
+        columns = pq.read_schema(self.chunk_path(done[0])).names if done else []
+        return {"files": [f"{CHUNKS}/"], "rows": sum(pq.read_metadata(self.chunk_path(i)).num_rows
+                                                     for i in done), "columns": columns}
+
+    # ----------------------------------------------------------------------------- whole tables
+
+    def write_table(self, name: str, rows: Rows, formats: Iterable[str] = TABLE_FORMATS) -> dict[str, Any]:
+        """Writes the table in each format; returns its manifest entry."""
+        frame = _frame(rows)
+        writers: dict[str, Callable[[BinaryIO], None]] = {
+            "parquet": lambda fh: frame.to_parquet(fh, index=False),
+            "csv": lambda fh: fh.write(frame.to_csv(index=False).encode()),
+        }
+        files = []
+        for fmt in formats:
+            if fmt not in writers:
+                raise ValueError(f"table format {fmt!r}: expected one of {sorted(writers)}")
+            files.append(f"{name}.{fmt}")
+            self._atomic(self.root / files[-1], writers[fmt])
+        return {"files": files, "rows": len(frame), "columns": [str(c) for c in frame.columns]}
+
+    def write_document(self, name: str, obj: Any, indent: int | None = 2) -> str:
+        return self.write_text(f"{name}.json", json_text(obj, indent))
+
+    def write_text(self, file_name: str, text: str) -> str:
+        self._atomic(self.root / file_name, lambda fh: fh.write(text.encode()))
+        return file_name
+
+    def write_figure(self, file_name: str, fig: Figure, dpi: int) -> str:
+        self._atomic(self.root / file_name, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+        return file_name
+
+    # ----------------------------------------------------------------------------- the manifest
+
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
             return None
@@ -70,10 +170,9 @@ class ResultsStore:
             raise ScenarioError("manifest", str(self.manifest_path), f"cannot be read ({exc})") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-        self._atomic(self.manifest_path, lambda fh: fh.write(text.encode()))
+        self.write_text(MANIFEST, json_text(manifest))
 
-    def _atomic(self, final: Path, write) -> None:
+    def _atomic(self, final: Path, write: Callable[[BinaryIO], Any]) -> None:
         temp = final.with_name(f"{final.name}{_TEMP_MARK}{os.getpid()}")
         with open(temp, "wb") as fh:
             write(fh)
@@ -82,8 +181,62 @@ class ResultsStore:
         os.replace(temp, final)
 
 
+def write_folder(root: Path, kind: str, name: str, *, tables: Mapping[str, Rows] = _NONE,
+                 documents: Mapping[str, Any] = _NONE, compact: Collection[str] = (),
+                 texts: Mapping[str, str] = _NONE, figures: Mapping[str, tuple[Figure, int]] = _NONE,
+                 formats: Iterable[str] = TABLE_FORMATS, scenario_ids: Sequence[str] = (),
+                 **fields: Any) -> dict[str, Any]:
+    """Writes a folder whole: its tables in each format, its documents (`compact` ones on one line:
+    they are large), texts and figures (name -> figure, dpi), then the manifest, which it returns.
+    Its scenario ids are the given ones and those of the tables' scenario_id columns."""
+    store = ResultsStore(root)
+    store.root.mkdir(parents=True, exist_ok=True)
+    formats = tuple(formats)
+    frames = {table: _frame(rows) for table, rows in tables.items()}
+    entries = {table: store.write_table(table, frame, formats) for table, frame in frames.items()}
+    files = [f for entry in entries.values() for f in entry["files"]]
+    files += [store.write_document(doc, obj, None if doc in compact else 2) for doc, obj in documents.items()]
+    files += [store.write_text(file_name, text) for file_name, text in texts.items()]
+    files += [store.write_figure(file_name, fig, dpi) for file_name, (fig, dpi) in figures.items()]
+    ids = dict.fromkeys(scenario_ids)
+    for frame in frames.values():
+        if "scenario_id" in frame:
+            ids.update(dict.fromkeys(frame["scenario_id"].astype(str)))
+    written = new_manifest(kind, name, entries, files, list(ids), **fields)
+    store.write_manifest(written)
+    return written
+
+
+def _frame(rows: Rows) -> pd.DataFrame:
+    return rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    found = ResultsStore(root).read_manifest()
+    if found is None:
+        raise ScenarioError("results", str(root), f"has no {MANIFEST}")
+    return found
+
+
+def read_table(root: Path, name: str) -> pd.DataFrame:
+    """A table of a folder by its name: from Parquet when there is one (it keeps the types), else
+    from CSV (an empty cell reads as missing); a sweep's "results" from its chunks."""
+    root = Path(root)
+    if name == SWEEP_TABLE and (root / CHUNKS).is_dir():
+        return load_results(root)
+    if (root / f"{name}.parquet").is_file():
+        return pd.read_parquet(root / f"{name}.parquet")
+    if (root / f"{name}.csv").is_file():
+        return pd.read_csv(root / f"{name}.csv", keep_default_na=False, na_values=[""])
+    raise ScenarioError("results", str(root), f"holds no table {name!r}")
+
+
+def read_document(root: Path, name: str) -> Any:
+    return json.loads((Path(root) / f"{name}.json").read_text())
+
+
 def load_results(root: Path) -> pd.DataFrame:
-    """Every row of a results folder, in run order."""
+    """Every row of a sweep's results folder, in run order."""
     store = ResultsStore(root)
     done = sorted(store.done_chunks())
     if not done:
@@ -93,9 +246,30 @@ def load_results(root: Path) -> pd.DataFrame:
 
 
 def export_csv(root: Path) -> Path:
-    path = Path(root) / CSV_NAME
-    rows = load_results(root)
-    temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}")
-    rows.to_csv(temp, index=False)
-    os.replace(temp, path)
-    return path
+    """Writes a sweep's table as one CSV file too, and lists it in the manifest."""
+    store = ResultsStore(root)
+    store.write_text(CSV_NAME, load_results(root).to_csv(index=False))
+    found = store.read_manifest()
+    if found is not None and "tables" in found and CSV_NAME not in found["files"]:  # an older layout: no list
+        found["files"].append(CSV_NAME)
+        found["tables"][SWEEP_TABLE]["files"].append(CSV_NAME)
+        store.write_manifest(found)
+    return store.root / CSV_NAME
+
+
+def append_row(table: Path, row: Mapping[str, Any]) -> None:
+    """Appends to a CSV table (an index such as results/runs.csv, one row per folder, which grows a row
+    at a time and so has no manifest of its own), writing the header when the table is new; a table
+    written by an older version keeps its own columns."""
+    header = list(row)
+    if table.exists() and table.stat().st_size > 0:
+        with open(table, newline="") as fh:
+            header = next(csv.reader(fh), header)
+        mode = "a"
+    else:
+        mode = "w"
+    with open(table, mode, newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+        if mode == "w":
+            writer.writeheader()
+        writer.writerow(row)

@@ -13,14 +13,11 @@ the fleet engine. `run_sweep` decides once whether the sweep may: asked for, and
 
 from __future__ import annotations
 
-import datetime
-import importlib.metadata
 import json
 import math
 import multiprocessing
 import operator
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,10 +36,8 @@ from ..models.record import COLUMN_DTYPES
 from ..models.sweep import Sweep, design, fleet_at, fresh_entropy, point_count, point_ids, point_values
 from ..models.sweep import replicate_seeds as spawn_replicate_seeds
 from ..sim import fast, predict
-from .provenance import git_state
-from .store import ResultsStore
+from .store import CHUNKS, SWEEP_TABLE, ResultsStore, json_text, new_manifest, now_utc
 
-MANIFEST_FORMAT = 1
 # the identity of a run, ahead of its axis values and its record
 RUN_COLUMNS = ("run", "point", "replicate")
 # chunk sizes: the fast path pays a fixed cost per call (its columns, the compiled loop's setup), so it
@@ -51,8 +46,6 @@ RUN_COLUMNS = ("run", "point", "replicate")
 FAST_CHUNK_RUNS = 100_000
 SIM_CHUNK_RUNS = (20, 1000)
 CHUNKS_PER_WORKER = 16
-PACKAGES = ("pausecast", "numpy", "numba", "pandas", "pyarrow", "simpy", "matplotlib", "tqdm", "dask",
-            "distributed")
 
 
 @dataclass(frozen=True)
@@ -180,7 +173,7 @@ def run_sweep(sweep: Sweep, root: Path, options: RunOptions) -> SweepRun:
     use_fast = _fast_path_allowed(sweep, options.fast)
     chunk_runs = (previous or {}).get("chunk_runs") or options.chunk_runs or _chunk_runs(
         sweep, columns, use_fast, n_runs, workers)
-    manifest = _manifest(sweep, entropy, columns, n_runs, chunk_runs, use_fast)
+    manifest = _manifest(sweep, entropy, columns, n_runs, chunk_runs, use_fast, store)
     if previous is not None:
         _check_same_sweep(previous, manifest, store.root)
         manifest["created"] = previous.get("created", manifest["created"])
@@ -202,7 +195,7 @@ def run_sweep(sweep: Sweep, root: Path, options: RunOptions) -> SweepRun:
             store.write_chunk(task.chunk, rows)
             computed += len(task.runs)
             bar.update(len(task.runs))
-    manifest.update(status="complete", completed=_now())
+    manifest.update(status="complete", completed=now_utc(), tables={SWEEP_TABLE: store.chunked_table()})
     store.write_manifest(manifest)
     return SweepRun(store.root, n_runs, computed, time.perf_counter() - started, manifest)
 
@@ -266,7 +259,7 @@ _SAME_SWEEP_KEYS = ("definition", "seed_entropy", "points", "runs", "chunk_runs"
 
 
 def _check_same_sweep(previous: dict[str, Any], current: dict[str, Any], root: Path) -> None:
-    now = json.loads(json.dumps(current))
+    now = json.loads(json_text(current))
     for key in _SAME_SWEEP_KEYS:
         if previous.get(key) != now.get(key):
             raise ScenarioError("--resume", str(root), f"the results there come from another sweep ({key} "
@@ -274,29 +267,13 @@ def _check_same_sweep(previous: dict[str, Any], current: dict[str, Any], root: P
 
 
 def _manifest(sweep: Sweep, entropy: int, columns: dict[str, np.ndarray], n_runs: int, chunk_runs: int,
-              use_fast: bool) -> dict[str, Any]:
-    return {
-        "format": MANIFEST_FORMAT, "name": sweep.name, "sweep_file": sweep.source, "status": "running",
-        "created": _now(), "definition": sweep.definition(), "seed_entropy": entropy,
-        "seed_given": sweep.seed is not None, "points": point_count(columns), "runs": n_runs,
-        "chunk_runs": chunk_runs, "fast_path": use_fast,
-        "columns": {"run": list(RUN_COLUMNS), "axes": list(sweep.fields)},
-        "versions": _versions(), "git": git_state(),
-    }
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+              use_fast: bool, store: ResultsStore) -> dict[str, Any]:
+    # a run per point and replicate: too many scenarios to list, the definition and "points" give them
+    return new_manifest("sweep", sweep.name, {SWEEP_TABLE: store.chunked_table()}, [f"{CHUNKS}/"], None,
+                        sweep_file=sweep.source, status="running", definition=sweep.definition(),
+                        seed_entropy=entropy, seed_given=sweep.seed is not None,
+                        points=point_count(columns), runs=n_runs, chunk_runs=chunk_runs, fast_path=use_fast,
+                        columns={"run": list(RUN_COLUMNS), "axes": list(sweep.fields)})
 
 
 # ---------------------------------------------------------------------------------------------------

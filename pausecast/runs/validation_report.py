@@ -5,20 +5,22 @@
     <dir>/runs.csv, runs.parquet     one row per real run, compared with the point's prediction
     <dir>/report.md                  the target's verdict and the table, for people
     <dir>/predicted_vs_measured.png  total time, pause window and iterations, each point against y = x
+    <dir>/manifest.json              the results store's manifest, with the verdict and the notes
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..analysis.validation import PAUSE_FLOOR_MS, PAUSE_TARGET, TOTAL_TARGET, Verdict
+from .store import write_folder
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -82,16 +84,9 @@ def figure(points: Sequence[dict[str, Any]], title: str) -> Figure:
 
 def write_report(out: Path, title: str, verdict: Verdict, points: Sequence[dict[str, Any]],
                  runs: Sequence[dict[str, Any]], notes: Sequence[str]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, rows in (("table", points), ("runs", runs)):
-        frame = pd.DataFrame(list(rows))
-        for path in (out / f"{name}.csv", out / f"{name}.parquet"):
-            if path.suffix == ".csv":
-                frame.to_csv(path, index=False)
-            else:
-                frame.to_parquet(path, index=False)
-            written.append(path)
-    (out / "report.md").write_text(markdown(title, verdict, points, notes))
-    figure(points, title).savefig(out / "predicted_vs_measured.png", dpi=110)
-    return [*written, out / "report.md", out / "predicted_vs_measured.png"]
+    written = write_folder(out, "validation", out.name, tables={"table": points, "runs": runs},
+                           texts={"report.md": markdown(title, verdict, points, notes)},
+                           figures={"predicted_vs_measured.png": (figure(points, title), 110)},
+                           formats=("csv", "parquet"), title=title, verdict=dataclasses.asdict(verdict),
+                           met=verdict.met, notes=list(notes))
+    return [out / name for name in written["files"]]
