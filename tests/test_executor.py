@@ -37,7 +37,7 @@ from pausecast.models.overheads import OVERHEAD_FIELDS, load_overheads_profile
 from pausecast.models.record import Measured, MigrationRecord
 from pausecast.models.scenario import SwitchSpec
 from pausecast.models.units import s_to_ms
-from pausecast.runs.store import strict_json
+from pausecast.runs.json_text import strict_json
 from pausecast.sim import fast, predict
 
 from .conftest import make

@@ -12,6 +12,7 @@ from pausecast.analysis.validation import Comparison, verdict
 from pausecast.cli.evacuate import write_results
 from pausecast.models.files import scenario_from_dict
 from pausecast.models.sweep import sweep_from_dict
+from pausecast.runs.json_text import strict_json
 from pausecast.runs.run_files import RUNS_TABLE, write_run
 from pausecast.runs.store import (
     SWEEP_TABLE,
@@ -19,7 +20,6 @@ from pausecast.runs.store import (
     read_document,
     read_manifest,
     read_table,
-    strict_json,
     write_folder,
 )
 from pausecast.runs.sweep import RunOptions, run_sweep

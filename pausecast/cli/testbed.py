@@ -12,7 +12,7 @@ from ..executor.testbed.qbg import testbed_for
 from ..executor.testbed.run import shape_for
 from ..models.errors import ScenarioError
 from ..models.files import load_scenario
-from ..runs.run_files import strict_json
+from ..runs.json_text import strict_json
 from .targets import cannot_run_is_one_line
 
 

@@ -10,6 +10,7 @@ from ..models.phases import PHASES
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario
 from ..models.units import bytes_to_mib, mbit_s_to_bytes_s
+from ..runs.json_text import strict_json
 
 TIMELINE_WIDTH = 48
 
@@ -93,12 +94,6 @@ def format_prediction(scenario: Scenario, r: MigrationRecord) -> str:
     return "\n".join(out)
 
 
-def _finite_or_none(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def record_json(r: MigrationRecord, **more: Any) -> str:
     """Strict JSON: NaN and infinity (never, not reached) become null."""
-    row = {k: _finite_or_none(v) for k, v in r.to_row().items()}
-    row.update(more)
-    return json.dumps(row, indent=2)
+    return json.dumps({**strict_json(r.to_row()), **more}, indent=2)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ..executor.migration.migrate import Measurement
 from .store import append_row, write_folder
-from .store import strict_json as strict_json  # cli/testbed.py imports it from here
 
 RUNS_DIR = "runs"
 RUNS_TABLE = "runs.csv"

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import datetime
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -40,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..models.errors import ScenarioError
+from .json_text import json_text
 from .provenance import git_state, versions
 
 MANIFEST = "manifest.json"
@@ -58,23 +58,6 @@ _NONE: Mapping[str, Any] = MappingProxyType({})
 
 class Figure(Protocol):
     def savefig(self, fname: BinaryIO, **kwargs: Any) -> None: ...
-
-
-def strict_json(obj: Any) -> Any:
-    """NaN and infinity (not measured, never, none migrated) become null, at any depth: JSON has
-    neither, and Python's json module would write tokens other readers refuse."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [strict_json(v) for v in obj]
-    return obj
-
-
-def json_text(obj: Any, indent: int | None = 2) -> str:
-    """The one way a record, summary or manifest becomes JSON text."""
-    return json.dumps(strict_json(obj), indent=indent) + "\n"
 
 
 def new_manifest(kind: str, name: str, tables: Mapping[str, dict[str, Any]], files: Sequence[str],
