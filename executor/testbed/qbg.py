@@ -46,10 +46,11 @@ from ..migration.measure import PortObservation
 from ..migration.migrate import PortObserver
 from ..vdp.bridge import spec_from_log_start, switch_argv
 from ..vdp.faults import StuckVsi
-from .hosts import DST, HOSTS, Testbed, TestbedError, _argv
+from .hosts import DST, HOSTS, Testbed, TestbedError
 from .lab import _PRIVATE_LLDPAD, NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
 from .lab import cleanup as lab_cleanup
 from .port_probe import probe_argv, read_frames
+from .procs import argv_of
 
 VXLAN_IF, UPLINK_IF = "vx0", "up0"
 VXLAN_PORT = 4789
@@ -432,7 +433,7 @@ class VdpTestbed(Testbed):
             _stop(proc)
         iface = next(up.switch_vxlan for up in uplinks() if up.host == host)
         for pid in _pids_in_netns(NETNS_DIR / self.switch_ns):
-            argv = _argv(pid)
+            argv = argv_of(pid)
             if "pausecast.executor.vdp.bridge" in argv and argv[argv.index("--iface") + 1] == iface:
                 _kill_pid(pid)
 

@@ -16,7 +16,8 @@ from ..migration.events import ensure_event_loop
 from ..migration.jobinfo import JobInfo
 from ..migration.migrate import GIVE_UP_S, Endpoints, Measurement, migrate, stuck_vsi_after
 from ..vdp.faults import StuckVsiError, qbg_instance_ids
-from .hosts import DST, SRC, Testbed, netem_available
+from .hosts import DST, SRC, Testbed
+from .link import netem_available
 from .qbg import VdpTestbed
 from .scenario_map import GuestPlan, delay_to_apply_ms, guest_for
 
