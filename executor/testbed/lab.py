@@ -4,17 +4,13 @@ joined by a veth pair to a switch namespace that runs either the VDP emulator or
     pcvdp-<name>-st   st0 --veth-- sw0   pcvdp-<name>-sw
     lldpad (station)                     vdp_switch  |  lldpad (evbmode = "bridge")
 
-Each lldpad runs in a mount namespace of its own with private tmpfs on /run and /dev/shm: lldpad keeps
-its single-instance record in /dev/shm/lldpad.state and writes /var/run/lldpad.pid, and neither may touch
-the machine's. Its configuration is written before it starts, because lldpad fixes a port's VDP role
-when it first brings the port up (a role set later with lldptool does not reach VDP), and it serves only
-ports that exist and are up at start. Both ends of the veth are up before either side starts. A veth
+Each lldpad runs in a mount namespace of its own with private tmpfs on /run and /dev/shm, configured
+before it starts (lldpad.py says why). Both ends of the veth are up before either side starts. A veth
 pair is all lldpad needs (libvirt, which walks IFLA_LINK from a macvtap, is another matter).
 
-lldpad's VDP accepts requests (and a bridge keeps VSIs) only once it has the EVB timers, which it gets
-when it hears the peer's LLDPDU with the EVB TLV or at its own next LLDP transmission, up to 30 s after
-start. So the station is ready only once a switch is up: `start_emulator` and `start_lldpad_bridge` wait
-for that, reading lldpad's debug log, the only place it shows.
+lldpad's VDP accepts requests only once it has the EVB timers, up to 30 s after start unless it hears
+the peer's LLDPDU first. So the station is ready only once a switch is up: `start_emulator` and
+`start_lldpad_bridge` wait for that, reading lldpad's debug log.
 
 Cleanup leaves nothing: processes are stopped by the pids the lab started, and any other process still
 inside a `pcvdp-<name>-*` namespace (after a crash) is found through /proc/<pid>/ns/net and killed by
@@ -27,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from ...models.scenario import SwitchSpec
 from ..vdp.bridge import switch_argv
+from . import lldpad
 
 if TYPE_CHECKING:
     from ..vdp.station import LldpadClient
@@ -47,24 +43,6 @@ PREFIX = "pcvdp-"
 NETNS_DIR = Path("/run/netns")
 STATION_IF, SWITCH_IF = "st0", "sw0"
 STATION_MAC, SWITCH_MAC = "02:50:43:56:00:01", "02:50:43:56:00:02"
-# lldptool's names for the nearest customer bridge agent's EVB settings (lldptool-evb22(8))
-_LLDPAD_CONF = """nearest_customer_bridge :
-{{
-  {ifname} :
-  {{
-    adminStatus = 3;
-    tlvid0080c20d :
-    {{
-      evbmode = "{role}";
-      {rr} = true;
-      enableTx = true;
-    }};
-  }};
-}};
-"""
-# lldpad logs with printf: line-buffer it, the lab reads the log while lldpad runs
-_PRIVATE_LLDPAD = ("mount -t tmpfs pcvdp-run /run && mount -t tmpfs pcvdp-shm /dev/shm && "
-                   'exec stdbuf -oL lldpad -f "$0" -V 7')
 
 
 class LabError(RuntimeError):
@@ -184,16 +162,9 @@ class VdpLab:
         conf_dir = self.workdir / f"lldpad-{role}"
         conf_dir.mkdir(exist_ok=True)
         conf = conf_dir / "lldpad.conf"
-        rr = "evbrrreq" if role == "station" else "evbrrcap"
-        conf.write_text(_LLDPAD_CONF.format(ifname=ifname, role=role, rr=rr))
-        log = (conf_dir / "lldpad.log").open("ab")
-        self._log_offsets[role] = log.tell()
-        # nsenter and unshare exec without forking, so the child's pid is lldpad's
-        proc = subprocess.Popen(
-            ["nsenter", f"--net={NETNS_DIR / ns}", "unshare", "--mount", "--propagation", "private",
-             "sh", "-c", _PRIVATE_LLDPAD, str(conf)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        conf.write_text(lldpad.config(role, [ifname]))
+        proc, self._log_offsets[role] = lldpad.start(lldpad.private_argv(NETNS_DIR / ns, conf),
+                                                     conf_dir / "lldpad.log")
         return proc
 
     def lldpad_pid_file(self, proc: subprocess.Popen) -> Path:
@@ -201,28 +172,16 @@ class VdpLab:
         return Path(f"/proc/{proc.pid}/root/run/lldpad.pid")
 
     def _wait_log(self, proc: subprocess.Popen, role: str, pattern: str, what: str) -> None:
-        log = self.workdir / f"lldpad-{role}" / "lldpad.log"
-        found = re.compile(pattern.encode(), re.MULTILINE)
-        deadline = time.monotonic() + self.ready_timeout_s
-        while not found.search(log.read_bytes()[self._log_offsets[role]:]):
-            if proc.poll() is not None:
-                raise LabError(f"lldpad ({role}) exited with {proc.returncode}; see {log}")
-            if time.monotonic() > deadline:
-                raise LabError(f"lldpad ({role}): {what} within {self.ready_timeout_s} s; see {log}")
-            time.sleep(0.05)
+        lldpad.wait_log(proc, self.workdir / f"lldpad-{role}" / "lldpad.log", self._log_offsets[role],
+                        pattern, who=f"({role})", what=what, timeout_s=self.ready_timeout_s)
 
     def _wait_vdp(self, proc: subprocess.Popen, ifname: str, role: str) -> None:
-        """Until lldpad runs VDP on the port. It starts it about a second after start (evb22_timer), and a
-        status query does not tell: without VDP on the port lldpad answers it from its draft-0.2 code."""
-        self._wait_log(proc, role, rf"vdp22_create:{ifname} role:", f"no VDP on {ifname}")
+        """Until lldpad runs VDP on the port (lldpad.runs_vdp)."""
+        self._wait_log(proc, role, lldpad.runs_vdp(ifname), f"no VDP on {ifname}")
 
     def _wait_timers(self, proc: subprocess.Popen, ifname: str, role: str) -> None:
-        """Until lldpad's VDP has the EVB timers. lldpad hands them over only when it hears the peer's EVB
-        TLV or at its own next LLDP transmission (lldp_evb22.c evb22_update_tlv -> vdp22.c data_from_evb),
-        up to 30 s after start. Until then a station refuses requests (EPROTONOSUPPORT) and a bridge runs
-        its keep-alive timer at 10 us x 2^0, de-associating every VSI 30 us after answering it. Only
-        lldpad's debug log tells."""
-        self._wait_log(proc, role, rf"data_from_evb:{ifname} .* evb:1$", f"no EVB timers for VDP on {ifname}")
+        """Until lldpad's VDP has the EVB timers (lldpad.has_evb_timers): up to 30 s after start."""
+        self._wait_log(proc, role, lldpad.has_evb_timers(ifname), f"no EVB timers for VDP on {ifname}")
 
     # --- the switch --------------------------------------------------------------------------------
 

@@ -46,8 +46,9 @@ from ..migration.measure import PortObservation
 from ..migration.migrate import PortObserver
 from ..vdp.bridge import spec_from_log_start, switch_argv
 from ..vdp.faults import StuckVsi
+from . import lldpad
 from .hosts import DST, HOSTS, Testbed, TestbedError
-from .lab import _PRIVATE_LLDPAD, NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
+from .lab import NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
 from .lab import cleanup as lab_cleanup
 from .port_probe import probe_argv, read_frames
 from .procs import argv_of
@@ -63,35 +64,9 @@ NIC_MAC = "52:54:00:5c:00:01"
 IFINDEX_GAP = 2048
 # libvirt's 802.1Qbg parameters for the test VSI (any values the switch accepts)
 MANAGER_ID, TYPE_ID, TYPE_ID_VERSION = 11, 1193047, 2
-_LLDPAD_CONF = """nearest_customer_bridge :
-{{
-  {ifname} :
-  {{
-    adminStatus = 3;
-    tlvid0080c20d :
-    {{
-      evbmode = "station";
-      evbrrreq = true;
-      enableTx = true;
-    }};
-  }};
-}};
-"""
 # what plays the switch: the VDP emulator (a [switch] spec) or lldpad itself in bridge mode, the
 # reference peer the emulator must match; the bridge's ECP ack timer is the emulator's
 SWITCH_KINDS = ("emulator", "lldpad-bridge")
-_BRIDGE_PORT_CONF = """  {ifname} :
-  {{
-    adminStatus = 3;
-    tlvid0080c20d :
-    {{
-      evbmode = "bridge";
-      evbrrcap = true;
-      ecprte = {rte};
-      enableTx = true;
-    }};
-  }};
-"""
 # the key of the switch's lldpad (lldpad-bridge) among the hosts' lldpads
 _BRIDGE = "switch"
 _PORT_ID_SIGN = 1 << 31
@@ -239,7 +214,7 @@ class VdpTestbed(Testbed):
         for up in uplinks():
             self._start_lldpad(up.host)
         for up in uplinks():
-            self._wait_lldpad(up.host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+            self._wait_lldpad(up.host, lldpad.has_evb_timers(VXLAN_IF))
         self._wait_bridge_timers()
         self._fix_netlink_ports()
         return status
@@ -285,17 +260,9 @@ class VdpTestbed(Testbed):
 
     def _start_lldpad(self, host: str) -> None:
         conf = self.vdp_dir / f"lldpad-{host}.conf"
-        conf.write_text(_LLDPAD_CONF.format(ifname=VXLAN_IF))
-        log = self.lldpad_log(host).open("ab")
-        self._log_offsets[host] = log.tell()
-        try:
-            # nsenter execs: the child's pid is lldpad's, and lldpad writes it to the host's /run
-            self._lldpads[host] = subprocess.Popen(
-                ["nsenter", "-t", str(self.host(host).holder_pid), "-n", "-m", "-u",
-                 "stdbuf", "-oL", "lldpad", "-f", str(conf), "-V", "7"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
+        conf.write_text(lldpad.config("station", [VXLAN_IF]))
+        self._lldpads[host], self._log_offsets[host] = lldpad.start(
+            lldpad.host_argv(self.host(host).holder_pid, conf), self.lldpad_log(host))
 
     def restart_lldpad(self, host: str) -> None:
         """A fresh lldpad on `host`, which forgets every VSI, stuck ones included (the stuck-VSI fault: a
@@ -305,26 +272,18 @@ class VdpTestbed(Testbed):
         _stop(self._lldpads.pop(host))
         self._start_lldpad(host)
         self.restart_switch(self.switch, (host,))
-        self._wait_lldpad(host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+        self._wait_lldpad(host, lldpad.has_evb_timers(VXLAN_IF))
 
     def recover_stuck_vsi(self, fault: StuckVsi) -> None:
         """Clears a stuck VSI the one way there is, a fresh lldpad on the fault's host: a testbed's own
         lldpad, never a real host's (there the executor only reports)."""
         self.restart_lldpad(fault.host)
 
-    def _wait_lldpad(self, host: str, pattern: str, timeout_s: float = 40.0) -> None:
+    def _wait_lldpad(self, host: str, pattern: str, what: str = "no VDP timers",
+                     timeout_s: float = 40.0) -> None:
         """Until the running lldpad's part of its log shows `pattern`."""
-        found = re.compile(pattern.encode(), re.MULTILINE)
-        deadline = time.monotonic() + timeout_s
-        while not found.search(self.lldpad_log(host).read_bytes()[self._log_offsets[host]:]):
-            proc = self._lldpads[host]
-            if proc.poll() is not None:
-                raise TestbedError(f"lldpad on {host} exited ({proc.returncode}); "
-                                   f"see {self.lldpad_log(host)}")
-            if time.monotonic() > deadline:
-                raise TestbedError(f"lldpad on {host}: no VDP timers in {timeout_s:.0f} s; "
-                                   f"see {self.lldpad_log(host)}")
-            time.sleep(0.1)
+        lldpad.wait_log(self._lldpads[host], self.lldpad_log(host), self._log_offsets[host], pattern,
+                        who=f"on {host}", what=what, timeout_s=timeout_s)
 
     def libvirtd_pids(self, host: str) -> list[int]:
         conf = str(self.state_dir / host / "etc" / "libvirtd.conf")
@@ -445,34 +404,26 @@ class VdpTestbed(Testbed):
 
     def _restart_lldpad_bridge(self) -> None:
         """lldpad with evbmode "bridge" on every switch port, in a mount namespace of its own with
-        private /run and /dev/shm (vdp_lab's recipe: never the machine's /dev/shm/lldpad.state). Its
+        private /run and /dev/shm (lldpad.private_argv: never the machine's /dev/shm/lldpad.state). Its
         configuration is written first and the ports are up: lldpad fixes a port's role at start."""
         self.stop_switch()
         conf = self.vdp_dir / "lldpad-switch.conf"
-        ports = "".join(_BRIDGE_PORT_CONF.format(ifname=up.switch_vxlan, rte=ECP_RTE) for up in uplinks())
-        conf.write_text(f"nearest_customer_bridge :\n{{\n{ports}}};\n")
-        log = self.lldpad_log(_BRIDGE).open("ab")
-        self._log_offsets[_BRIDGE] = log.tell()
-        try:
-            self._lldpads[_BRIDGE] = subprocess.Popen(
-                ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", "unshare", "--mount", "--propagation",
-                 "private", "sh", "-c", _PRIVATE_LLDPAD, str(conf)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
+        conf.write_text(lldpad.config("bridge", [up.switch_vxlan for up in uplinks()], ECP_RTE))
+        self._lldpads[_BRIDGE], self._log_offsets[_BRIDGE] = lldpad.start(
+            lldpad.private_argv(NETNS_DIR / self.switch_ns, conf), self.lldpad_log(_BRIDGE))
         for up in uplinks():
-            self._wait_lldpad(_BRIDGE, rf"vdp22_create:{up.switch_vxlan} role:")
+            self._wait_lldpad(_BRIDGE, lldpad.runs_vdp(up.switch_vxlan), f"no VDP on {up.switch_vxlan}")
         self._wait_bridge_timers()
 
     def _wait_bridge_timers(self) -> None:
         """Until lldpad-bridge has the EVB timers on the ports whose station runs. It gets them when it
         hears the station's EVB TLV; until then its keep-alive timer is 10 us x 2^0 and it de-associates
-        every VSI right after answering it (vdp_lab._wait_timers)."""
+        every VSI right after answering it (lldpad.has_evb_timers)."""
         if _BRIDGE not in self._lldpads:
             return
         for up in uplinks():
             if up.host in self._lldpads:
-                self._wait_lldpad(_BRIDGE, rf"data_from_evb:{up.switch_vxlan} .* evb:1$")
+                self._wait_lldpad(_BRIDGE, lldpad.has_evb_timers(up.switch_vxlan))
 
     def status(self) -> dict[str, Any]:
         out = super().status()
