@@ -584,16 +584,8 @@ class Testbed:
         """The round trip between the hosts: the fastest of `samples` TCP handshakes (a SYN and its
         SYN-ACK) from the source to the destination's libvirtd port, timed inside the source's
         namespaces. An upper bound (it includes two system calls); there is no ping on this machine."""
-        script = ("import socket, sys, time\n"
-                  "best = 1e9\n"
-                  "for _ in range(int(sys.argv[3])):\n"
-                  "    t = time.perf_counter()\n"
-                  "    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)\n"
-                  "    best = min(best, time.perf_counter() - t)\n"
-                  "    s.close()\n"
-                  "print(best * 1000)\n")
-        r = self.run_in(SRC, [sys.executable, "-c", script, self.dst.address, str(LIBVIRTD_PORT),
-                              str(samples)])
+        r = self.run_in(SRC, [sys.executable, str(FILES_DIR / "rtt_probe.py"), self.dst.address,
+                              str(LIBVIRTD_PORT), str(samples)])
         return float(r.stdout.strip())
 
     # ----------------------------------------------------------------------------------- status

@@ -50,6 +50,7 @@ from . import lldpad
 from .hosts import DST, HOSTS, Testbed, TestbedError
 from .lab import NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
 from .lab import cleanup as lab_cleanup
+from .package_files import FILES_DIR
 from .port_probe import probe_argv, read_frames
 from .procs import argv_of
 
@@ -75,21 +76,9 @@ _LIBVIRTD_RESTARTS = 16
 _PORT_SEED_PERIOD_S = 32
 # a VDP response's status: 0x40 (a reply) with no error
 _ANSWERED = "0x40"
+# what files/time_shift.c, preloaded into libvirtd only, adds to time(2): whole seed windows, since
+# libnl seeds its port ids from it
 _SHIFT_ENV = "PAUSECAST_TIME_SHIFT_S"
-# time(2) for libvirtd only, shifted by whole seed windows (libnl seeds its port ids from it)
-_TIME_SHIFT_C = """#include <stdlib.h>
-#include <sys/time.h>
-#include <time.h>
-time_t time(time_t *out) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    const char *shift = getenv("PAUSECAST_TIME_SHIFT_S");
-    time_t t = tv.tv_sec + (shift ? atol(shift) : 0);
-    if (out)
-        *out = t;
-    return t;
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -328,8 +317,7 @@ class VdpTestbed(Testbed):
                 return
             if attempt == 1:
                 so = self.vdp_dir / "time_shift.so"
-                (self.vdp_dir / "time_shift.c").write_text(_TIME_SHIFT_C)
-                _sh(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(self.vdp_dir / "time_shift.c")])
+                _sh(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(FILES_DIR / "time_shift.c")])
             # another seed window for libnl's port block index, far from the last: neighbouring windows
             # give neighbouring blocks, and half of all blocks are negative in runs of up to 16
             self._time_shift_s = secrets.randbelow(4096) * _PORT_SEED_PERIOD_S
