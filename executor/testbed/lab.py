@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from ...models.scenario import SwitchSpec
 from ..vdp.bridge import switch_argv
 from . import lldpad
+from .procs import TestbedError, run
 
 if TYPE_CHECKING:
     from ..vdp.station import LldpadClient
@@ -45,7 +46,7 @@ STATION_IF, SWITCH_IF = "st0", "sw0"
 STATION_MAC, SWITCH_MAC = "02:50:43:56:00:01", "02:50:43:56:00:02"
 
 
-class LabError(RuntimeError):
+class LabError(TestbedError):
     pass
 
 
@@ -98,15 +99,9 @@ def cleanup(name: str | None = None) -> list[str]:
     for path in sorted(NETNS_DIR.glob(pattern + "*")) if NETNS_DIR.is_dir() else []:
         for pid in _pids_in_netns(path):
             _kill_pid(pid)
-        subprocess.run(["ip", "netns", "delete", path.name], check=False, capture_output=True)
+        run(["ip", "netns", "delete", path.name], check=False)
         removed.append(path.name)
     return removed
-
-
-def _run(*argv: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode:
-        raise LabError(f"{' '.join(argv)}: {done.stderr.strip()}")
 
 
 class VdpLab:
@@ -147,14 +142,14 @@ class VdpLab:
                 raise LabError(f"{tool} is not installed")
         cleanup(self.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        _run("ip", "netns", "add", self.station_ns)
-        _run("ip", "netns", "add", self.switch_ns)
-        _run("ip", "link", "add", STATION_IF, "netns", self.station_ns, "type", "veth", "peer", "name",
-             SWITCH_IF, "netns", self.switch_ns)
+        run(["ip", "netns", "add", self.station_ns])
+        run(["ip", "netns", "add", self.switch_ns])
+        run(["ip", "link", "add", STATION_IF, "netns", self.station_ns, "type", "veth", "peer", "name",
+             SWITCH_IF, "netns", self.switch_ns])
         ends = ((self.station_ns, STATION_IF, STATION_MAC), (self.switch_ns, SWITCH_IF, SWITCH_MAC))
         for ns, ifname, mac in ends:
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
-            _run("ip", "-n", ns, "link", "set", ifname, "address", mac, "up")
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            run(["ip", "-n", ns, "link", "set", ifname, "address", mac, "up"])
         self.station = self._start_lldpad(self.station_ns, STATION_IF, "station")
         self._wait_vdp(self.station, STATION_IF, "station")
 

@@ -52,7 +52,7 @@ from .lab import NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
 from .lab import cleanup as lab_cleanup
 from .package_files import FILES_DIR
 from .port_probe import probe_argv, read_frames
-from .procs import argv_of
+from .procs import argv_of, run
 
 VXLAN_IF, UPLINK_IF = "vx0", "up0"
 VXLAN_PORT = 4789
@@ -102,13 +102,6 @@ def interface_xml(instance_id: str, mac: str = NIC_MAC) -> str:
             f"<parameters managerid='{MANAGER_ID}' typeid='{TYPE_ID}' typeidversion='{TYPE_ID_VERSION}' "
             f"instanceid='{instance_id}'/></virtualport>"
             "<model type='virtio'/><rom enabled='no'/></interface>")
-
-
-def _sh(argv: list[str], timeout: float = 30) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if done.returncode:
-        raise TestbedError(f"{' '.join(argv)}: {done.stderr.strip()}")
-    return done.stdout
 
 
 def _netlink_route_ports(holder_pid: int, pid: int) -> list[int]:
@@ -193,8 +186,8 @@ class VdpTestbed(Testbed):
         status = super()._up()
         self.vdp_dir.mkdir(exist_ok=True)
         lab_cleanup(self.lab_name)
-        _sh(["ip", "netns", "add", self.switch_ns])
-        _sh(["ip", "-n", self.switch_ns, "link", "set", "lo", "up"])
+        run(["ip", "netns", "add", self.switch_ns])
+        run(["ip", "-n", self.switch_ns, "link", "set", "lo", "up"])
         for up in uplinks():
             self._setup_uplink(up)
         self._separate_ifindexes()
@@ -216,17 +209,17 @@ class VdpTestbed(Testbed):
         indexes are handed out cyclically per namespace: links made and dropped advance the counter
         (their peers go in a namespace deleted at once, which removes both ends in one batch)."""
         scratch = f"{self.switch_ns}-idx"
-        _sh(["ip", "netns", "add", scratch])
+        run(["ip", "netns", "add", scratch])
         batch = self.vdp_dir / "ifindex-gap.batch"
         batch.write_text("".join(f"link add pcgap{i} type veth peer name pcgap{i} netns {scratch}\n"
                                  for i in range(IFINDEX_GAP)))
         # the network namespace only: the host's own /run hides the scratch namespace's name
-        _sh(["nsenter", "-t", str(self.host(DST).holder_pid), "-n", "ip", "-batch", str(batch)])
-        _sh(["ip", "netns", "delete", scratch])
+        run(["nsenter", "-t", str(self.host(DST).holder_pid), "-n", "ip", "-batch", str(batch)])
+        run(["ip", "netns", "delete", scratch])
 
     def _setup_uplink(self, up: Uplink) -> None:
         holder = self.host(up.host).holder_pid
-        _sh(["ip", "link", "add", UPLINK_IF, "netns", str(holder), "type", "veth", "peer", "name",
+        run(["ip", "link", "add", UPLINK_IF, "netns", str(holder), "type", "veth", "peer", "name",
              up.switch_if, "netns", self.switch_ns])
         self.run_in(up.host, ["ip", "addr", "add", f"{up.host_ip}/30", "dev", UPLINK_IF])
         self.run_in(up.host, ["ip", "link", "set", UPLINK_IF, "up"])
@@ -235,11 +228,11 @@ class VdpTestbed(Testbed):
                               "dev", UPLINK_IF])
         self.run_in(up.host, ["ip", "link", "set", VXLAN_IF, "up"])
         sw = ["ip", "-n", self.switch_ns]
-        _sh([*sw, "addr", "add", f"{up.switch_ip}/30", "dev", up.switch_if])
-        _sh([*sw, "link", "set", up.switch_if, "up"])
-        _sh([*sw, "link", "add", up.switch_vxlan, "type", "vxlan", "id", str(up.vni), "local", up.switch_ip,
+        run([*sw, "addr", "add", f"{up.switch_ip}/30", "dev", up.switch_if])
+        run([*sw, "link", "set", up.switch_if, "up"])
+        run([*sw, "link", "add", up.switch_vxlan, "type", "vxlan", "id", str(up.vni), "local", up.switch_ip,
              "remote", up.host_ip, "dstport", str(VXLAN_PORT), "dev", up.switch_if])
-        _sh([*sw, "link", "set", up.switch_vxlan, "up"])
+        run([*sw, "link", "set", up.switch_vxlan, "up"])
         # the macvtap carries the guest's MAC: without IPv6 the host sends nothing from it, so every frame
         # the switch's probe sees from that MAC is the guest's own (QEMU's self-announce)
         self.run_in(up.host, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
@@ -317,7 +310,7 @@ class VdpTestbed(Testbed):
                 return
             if attempt == 1:
                 so = self.vdp_dir / "time_shift.so"
-                _sh(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(FILES_DIR / "time_shift.c")])
+                run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(FILES_DIR / "time_shift.c")])
             # another seed window for libnl's port block index, far from the last: neighbouring windows
             # give neighbouring blocks, and half of all blocks are negative in runs of up to 16
             self._time_shift_s = secrets.randbelow(4096) * _PORT_SEED_PERIOD_S
