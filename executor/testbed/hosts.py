@@ -494,11 +494,15 @@ class Testbed:
         return conn
 
     # ------------------------------------------------------------------------------------ faults
+    def libvirtd_pids(self, host: str) -> list[int]:
+        """Every libvirtd of `host` running: its command line names the host's directory (--config)."""
+        daemon_dir = f"{self._host_dir(host)}/"
+        return [p for p in all_pids() if (argv := argv_of(p)) and os.path.basename(argv[0]) == "libvirtd"
+                and any(a.startswith(daemon_dir) for a in argv)]
+
     def kill_libvirtd(self, host: str) -> list[int]:
         """SIGKILLs a host's libvirtd, as a crash would; its QEMUs keep running. Returns the pids."""
-        daemon_dir = f"{self._host_dir(host)}/"
-        pids = [p for p in all_pids() if os.path.basename((argv_of(p) or [""])[0]) == "libvirtd"
-                and any(a.startswith(daemon_dir) for a in argv_of(p))]
+        pids = self.libvirtd_pids(host)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

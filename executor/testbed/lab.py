@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +33,7 @@ from typing import TYPE_CHECKING
 from ...models.scenario import SwitchSpec
 from ..vdp.bridge import switch_argv
 from . import lldpad
-from .procs import TestbedError, run
+from .procs import TestbedError, kill_pid, pids_in_netns, run, stop
 
 if TYPE_CHECKING:
     from ..vdp.station import LldpadClient
@@ -50,55 +48,13 @@ class LabError(TestbedError):
     pass
 
 
-def _ns_inode(path: str | Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
-def _pids_in_netns(netns_path: Path) -> list[int]:
-    target = _ns_inode(netns_path)
-    if target is None:
-        return []
-    return [int(p) for p in os.listdir("/proc")
-            if p.isdigit() and int(p) != os.getpid() and _ns_inode(f"/proc/{p}/ns/net") == target]
-
-
-def _stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _kill_pid(pid: int, timeout_s: float = 5.0) -> None:
-    """A process the lab did not start in this run (a crash's leftover): by pid, TERM then KILL."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    return  # a zombie holds no namespace; its parent reaps it
-            except OSError:
-                return
-            time.sleep(0.05)
-
-
 def cleanup(name: str | None = None) -> list[str]:
     """Removes the lab's namespaces (every pcvdp- one if `name` is None) and the processes inside them."""
     pattern = f"{PREFIX}{name}-" if name else PREFIX
     removed = []
     for path in sorted(NETNS_DIR.glob(pattern + "*")) if NETNS_DIR.is_dir() else []:
-        for pid in _pids_in_netns(path):
-            _kill_pid(pid)
+        for pid in pids_in_netns(path):
+            kill_pid(pid)
         run(["ip", "netns", "delete", path.name], check=False)
         removed.append(path.name)
     return removed
@@ -211,7 +167,7 @@ class VdpLab:
 
     def stop_switch(self) -> None:
         if self.switch is not None:
-            _stop(self.switch)
+            stop(self.switch)
             self.switch = None
 
     def switch_records(self) -> list[dict]:
@@ -241,7 +197,7 @@ class VdpLab:
         too: the station gets its VDP timers from the next switch's LLDP (`start_emulator` and
         `start_lldpad_bridge` wait for that)."""
         self.stop_switch()
-        _stop(self._station())
+        stop(self._station())
         self.station = self._start_lldpad(self.station_ns, STATION_IF, "station")
         self._wait_vdp(self.station, STATION_IF, "station")
 
@@ -250,7 +206,7 @@ class VdpLab:
     def down(self) -> None:
         self.stop_switch()
         if self.station is not None:
-            _stop(self.station)
+            stop(self.station)
             self.station = None
         cleanup(self.name)
         if self._own_workdir:

@@ -1,5 +1,5 @@
-"""Processes as the testbed sees them: /proc reads (start times, command lines, namespaces), and the one
-way it runs a command to completion.
+"""Processes as the testbed sees them: /proc reads (start times, command lines, namespaces), stopping
+them, and the one way it runs a command to completion.
 
 A pid alone can name a different process once the first has gone, so what the testbed kills it names by
 (pid, start time) where it recorded both, and checks `alive` with that start time.
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -83,7 +85,42 @@ def all_pids() -> list[int]:
 
 
 
+def pids_in_netns(netns_path: Path) -> list[int]:
+    """Every process but this one inside the network namespace that `netns_path` names."""
+    target = inode(netns_path)
+    if target is None:
+        return []
+    me = os.getpid()
+    return [pid for pid in all_pids() if pid != me and ns_inode(pid, "net") == target]
+
+
 def reap(pid: int) -> None:
     """Collects `pid`'s exit status if it is this process's child and has exited."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """A child this process started: TERM, then KILL if it is not gone within `timeout_s`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def kill_pid(pid: int, timeout_s: float = 5.0) -> None:
+    """A process this one did not start (a crash's leftover): by pid, TERM then KILL, each waited for up
+    to `timeout_s`. A zombie counts as gone: it holds no namespace, and its parent reaps it."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not alive(pid, None):
+                return
+            time.sleep(0.05)

@@ -48,11 +48,11 @@ from ..vdp.bridge import spec_from_log_start, switch_argv
 from ..vdp.faults import StuckVsi
 from . import lldpad
 from .hosts import DST, HOSTS, Testbed, TestbedError
-from .lab import NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
+from .lab import NETNS_DIR, PREFIX
 from .lab import cleanup as lab_cleanup
 from .package_files import FILES_DIR
 from .port_probe import probe_argv, read_frames
-from .procs import argv_of, run
+from .procs import argv_of, kill_pid, pids_in_netns, run, stop
 
 VXLAN_IF, UPLINK_IF = "vx0", "up0"
 VXLAN_PORT = 4789
@@ -251,7 +251,7 @@ class VdpTestbed(Testbed):
         station whose switch went silent during a keep-alive drops the VSI without telling libvirt and
         refuses it until restarted). The switch on its port restarts too: a fresh switch sends its LLDPDU
         at once, which hands the fresh station its VDP timers (else it waits up to 30 s for the next)."""
-        _stop(self._lldpads.pop(host))
+        stop(self._lldpads.pop(host))
         self._start_lldpad(host)
         self.restart_switch(self.switch, (host,))
         self._wait_lldpad(host, lldpad.has_evb_timers(VXLAN_IF))
@@ -266,20 +266,6 @@ class VdpTestbed(Testbed):
         """Until the running lldpad's part of its log shows `pattern`."""
         lldpad.wait_log(self._lldpads[host], self.lldpad_log(host), self._log_offsets[host], pattern,
                         who=f"on {host}", what=what, timeout_s=timeout_s)
-
-    def libvirtd_pids(self, host: str) -> list[int]:
-        conf = str(self.state_dir / host / "etc" / "libvirtd.conf")
-        pids = []
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if os.path.basename(argv[0].decode(errors="replace")) == "libvirtd" and conf.encode() in argv:
-                pids.append(int(p))
-        return pids
 
     def libvirtd_netlink_ports(self, host: str) -> list[int]:
         holder = self.host(host).holder_pid
@@ -370,18 +356,18 @@ class VdpTestbed(Testbed):
         starts it; a later `pausecast run` may swap it)."""
         proc = self._switch_procs.pop(host, None)
         if proc is not None:
-            _stop(proc)
+            stop(proc)
         iface = next(up.switch_vxlan for up in uplinks() if up.host == host)
-        for pid in _pids_in_netns(NETNS_DIR / self.switch_ns):
+        for pid in pids_in_netns(NETNS_DIR / self.switch_ns):
             argv = argv_of(pid)
             if "pausecast.executor.vdp.bridge" in argv and argv[argv.index("--iface") + 1] == iface:
-                _kill_pid(pid)
+                kill_pid(pid)
 
     def stop_switch(self) -> None:
         for host in HOSTS:
             self._stop_switch_port(host)
         if _BRIDGE in self._lldpads:
-            _stop(self._lldpads.pop(_BRIDGE))
+            stop(self._lldpads.pop(_BRIDGE))
 
     def _restart_lldpad_bridge(self) -> None:
         """lldpad with evbmode "bridge" on every switch port, in a mount namespace of its own with
@@ -470,9 +456,9 @@ class VdpTestbed(Testbed):
     def down(self, **kw: Any) -> dict[str, Any]:
         self.stop_switch()
         if self._probe is not None:
-            _stop(self._probe)
+            stop(self._probe)
         for proc in self._lldpads.values():
-            _stop(proc)
+            stop(proc)
         self._lldpads.clear()
         lab_cleanup(self.lab_name)
         return super().down(**kw)
