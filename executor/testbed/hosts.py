@@ -49,6 +49,7 @@ from .package_files import FILES_DIR, filled
 from .procs import TestbedError, alive, all_pids, argv_of, cmdline, ns_inode, reap, run, start_time
 
 if TYPE_CHECKING:
+    from ...models.scenario import SwitchSpec
     from ..migration.migrate import PortObserver
 
 DEFAULT_STATE_DIR = Path("/var/lib/pausecast-testbed")
@@ -181,6 +182,9 @@ class Testbed:
     __test__ = False
     # the port profile on the guest's NIC: the plain testbed's guest has no NIC
     nic_port = "none"
+    # whether a run that a port fault (a stuck VSI) stopped is cleared and run again here: only where
+    # the testbed has lldpads of its own to restart (the 802.1Qbg testbed's recover_stuck_vsi)
+    recovers_port_faults = False
 
     def __init__(self, config: TestbedConfig | None = None, **overrides: Any) -> None:
         cfg = config or TestbedConfig()
@@ -583,6 +587,15 @@ class Testbed:
         """Who can say when the guest's switch port forwarded during a migration: no one here (the
         plain testbed's guest has no NIC); the 802.1Qbg testbed watches its switch."""
         return None
+
+    def lldpad_log(self, host: str) -> Path | None:
+        """A host's lldpad debug log, where its VDP faults show: none here (the plain testbed runs no
+        lldpad); the 802.1Qbg testbed keeps one per host."""
+        return None
+
+    def play_switch(self, spec: SwitchSpec) -> None:
+        """Makes the switch of an up testbed play `spec`: the plain testbed has no switch; the 802.1Qbg
+        testbed restarts its emulator if it plays another [switch]."""
 
     def measure_rtt_ms(self, samples: int = 20) -> float:
         """The round trip between the hosts: the fastest of `samples` TCP handshakes (a SYN and its

@@ -129,6 +129,7 @@ class VdpTestbed(Testbed):
 
     __test__ = False
     nic_port = "802.1Qbg"
+    recovers_port_faults = True
 
     def __init__(self, *args: Any, switch: SwitchSpec | None = None, seed: int = 0,
                  switch_kind: str = "emulator", **overrides: Any) -> None:
@@ -179,6 +180,7 @@ class VdpTestbed(Testbed):
         return self.vdp_dir / "probe.jsonl"
 
     def lldpad_log(self, host: str) -> Path:
+        """The lldpad debug log of `host` (or of the switch's lldpad, _BRIDGE)."""
         return self.vdp_dir / f"lldpad-{host}.log"
 
     # ------------------------------------------------------------------------------------------ up
@@ -399,6 +401,10 @@ class VdpTestbed(Testbed):
             out["switch"] = asdict(running) if running is not None else None
         return out
 
+    def play_switch(self, spec: SwitchSpec) -> None:
+        if self.is_up() and self.running_switch() != spec:
+            self.restart_switch(spec)
+
     def running_switch(self) -> SwitchSpec | None:
         """The [switch] the emulator on the destination's port plays, from its log's start record."""
         log = self.switch_log(DST)
@@ -493,6 +499,5 @@ def testbed_for(state_dir: Path, scenario: Scenario | None = None, **config: Any
         raise ScenarioError("port_profile.type", port.type,
                             f"what the testbed in {state_dir} was brought up for: it runs {have} an 802.1Qbg "
                             "switch; 'pausecast testbed down' it first, or change the scenario")
-    if isinstance(tb, VdpTestbed) and tb.is_up() and tb.running_switch() != scenario.switch:
-        tb.restart_switch(scenario.switch)
+    tb.play_switch(scenario.switch)
     return tb
