@@ -130,7 +130,7 @@ class Guest:
 @pytest.fixture(scope="module")
 def guest(hosts):
     from pausecast.executor.testbed.guest_build import build_guest
-    from pausecast.executor.testbed.hosts import detect_virt_type
+    from pausecast.executor.testbed.kvm import detect_virt_type
 
     built = build_guest()
     virt_type, _why = detect_virt_type(built)

@@ -198,7 +198,7 @@ def test_aborted_migration_leaves_source_running(tb):
 
 
 def test_down_leaves_nothing(tb):
-    from pausecast.executor.testbed.hosts import _ns_inode
+    from pausecast.executor.testbed.procs import ns_inode as _ns_inode
 
     st = tb._load()
     netns = {h.netns_inode for h in st.hosts.values()}

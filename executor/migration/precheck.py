@@ -280,40 +280,8 @@ class LinkMeasurement:
     source: str
 
 
-_RECEIVER = """
-import json, socket, sys, time
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen(1)
-srv.settimeout(float(sys.argv[3]))
-conn, _ = srv.accept()
-conn.settimeout(float(sys.argv[3]))
-n, t0, t1 = 0, None, None
-while data := conn.recv(1 << 20):
-    t1 = time.monotonic()
-    t0 = t0 or t1
-    n += len(data)
-conn.close()
-print(json.dumps({"bytes": n, "s": (t1 - t0) if n else 0.0}))
-"""
-_SENDER = """
-import socket, sys, time
-deadline = time.monotonic() + 5.0
-while True:
-    try:
-        conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5.0)
-        break
-    except ConnectionRefusedError:
-        if time.monotonic() > deadline:
-            raise
-        time.sleep(0.05)
-buf, end = bytes(1 << 20), time.monotonic() + float(sys.argv[3])
-while time.monotonic() < end:
-    conn.sendall(buf)
-conn.shutdown(socket.SHUT_WR)
-conn.recv(1)
-"""
+# the probe's two ends, run by path inside the hosts
+_LINK_PROGRAMS = Path(__file__).resolve().parent / "files"
 LINK_PROBE_PORT = 49917
 
 
@@ -326,8 +294,9 @@ def measure_link(tb: Any, seconds: float = 2.0) -> LinkMeasurement:
 
     def receive() -> None:
         try:
-            done = tb.run_in(dst.name, [sys.executable, "-c", _RECEIVER, dst.address, str(LINK_PROBE_PORT),
-                                        str(seconds + 10)], timeout=seconds + 20)
+            done = tb.run_in(dst.name, [sys.executable, str(_LINK_PROGRAMS / "link_receiver.py"),
+                                        dst.address, str(LINK_PROBE_PORT), str(seconds + 10)],
+                             timeout=seconds + 20)
             out.update(json.loads(done.stdout))
         except Exception as exc:  # reported by the caller as one line
             out["error"] = str(exc)
@@ -335,8 +304,8 @@ def measure_link(tb: Any, seconds: float = 2.0) -> LinkMeasurement:
     receiver = threading.Thread(target=receive)
     receiver.start()
     try:
-        tb.run_in(src.name, [sys.executable, "-c", _SENDER, dst.address, str(LINK_PROBE_PORT), str(seconds)],
-                  timeout=seconds + 20)
+        tb.run_in(src.name, [sys.executable, str(_LINK_PROGRAMS / "link_sender.py"), dst.address,
+                             str(LINK_PROBE_PORT), str(seconds)], timeout=seconds + 20)
     finally:
         receiver.join()
     if "error" in out or not out.get("s"):

@@ -14,7 +14,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-GUEST_SRC_DIR = Path(__file__).resolve().parent / "files"
+from .package_files import FILES_DIR
+
 SOURCES = ("dirtier.c", "dirtier.ld")
 
 # Freestanding 32-bit code with no FPU/SSE (nothing sets them up) and nothing that would call libgcc or
@@ -52,7 +53,7 @@ def _tool_versions(cc: str, ld: str) -> str:
 def guest_hash(cc: str = "gcc", ld: str = "ld") -> str:
     h = hashlib.sha256()
     for name in SOURCES:
-        h.update(name.encode() + b"\0" + (GUEST_SRC_DIR / name).read_bytes() + b"\0")
+        h.update(name.encode() + b"\0" + (FILES_DIR / name).read_bytes() + b"\0")
     h.update(" ".join(CFLAGS + LDFLAGS).encode())
     h.update(_tool_versions(cc, ld).encode())
     return h.hexdigest()[:16]
@@ -70,8 +71,8 @@ def build_guest(out_dir: str | os.PathLike[str] | None = None, *, cc: str = "gcc
     with tempfile.TemporaryDirectory(prefix="pcguest-", dir=out) as tmp:
         obj, tmp_elf = Path(tmp) / "dirtier.o", Path(tmp) / "dirtier.elf"
         steps = (
-            [cc, *CFLAGS, "-c", str(GUEST_SRC_DIR / "dirtier.c"), "-o", str(obj)],
-            [ld, *LDFLAGS, "-T", str(GUEST_SRC_DIR / "dirtier.ld"), str(obj), "-o", str(tmp_elf)],
+            [cc, *CFLAGS, "-c", str(FILES_DIR / "dirtier.c"), "-o", str(obj)],
+            [ld, *LDFLAGS, "-T", str(FILES_DIR / "dirtier.ld"), str(obj), "-o", str(tmp_elf)],
         )
         for cmd in steps:
             r = subprocess.run(cmd, capture_output=True, text=True)

@@ -4,9 +4,8 @@ Two "hosts", pc-src and pc-dst, each a set of Linux namespaces (UTS + mount + ne
 holder process, each with its own libvirtd 9.x, hostname and host UUID (libvirt refuses to migrate to a
 host with the same name or UUID). A veth pair joins them (10.213.0.1/30 <-> 10.213.0.2/30), created
 directly inside the two namespaces, so several testbeds (different state dirs) can coexist. tc on both
-ends shapes the link: tbf for the bandwidth, netem for the delay (rtt/2 each way) where the kernel has
-sch_netem (this project's CI kernel does not: asking for an RTT there raises). Migration traffic - the
-peer-to-peer control connection and the QEMU stream - crosses that veth and nothing else.
+ends shapes the link (link.py). Migration traffic - the peer-to-peer control connection and the QEMU
+stream - crosses that veth and nothing else.
 
 How the root namespace (where pausecast runs) reaches the daemons: through their UNIX sockets. Inside
 each host, /run/libvirt is a bind mount of <state_dir>/<host>/run, so the socket that libvirtd creates
@@ -21,25 +20,20 @@ Per host, under <state_dir>/<host>/: etc (-> /etc/libvirt), lib (-> /var/lib/lib
 never killed). down() kills by those pids and also by scanning /proc for processes whose command line
 names the testbed or whose mount table holds its bind mounts, so it also cleans up after a crash.
 
-Accelerator: KVM if /dev/kvm can create a VM *and* the test guest boots and fills memory at a sane
-speed under it (a software-backed /dev/kvm such as kvm_pvm, found on this project's CI machines, runs a
-32-bit unpaged guest by emulation, orders of magnitude slower than TCG), otherwise TCG ("qemu" domain
-type). The verdict is cached per boot.
+Accelerator: KVM where it is fast enough, otherwise TCG (kvm.py). The daemons' configurations are
+filled from files/libvirtd.conf.in and files/qemu.conf.in.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -47,10 +41,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .guest_build import build_guest, default_cache_dir
+from .guest_build import build_guest
 from .guest_domain import DirtySpec, domain_xml, guest_faulted, guest_started
+from .kvm import QEMU, capabilities_cache_dir, detect_virt_type
+from .link import netem_available, shaping_commands
+from .package_files import FILES_DIR, filled
+from .procs import TestbedError, alive, all_pids, argv_of, cmdline, ns_inode, reap, run, start_time
 
 if TYPE_CHECKING:
+    from ...models.scenario import SwitchSpec
     from ..migration.migrate import PortObserver
 
 DEFAULT_STATE_DIR = Path("/var/lib/pausecast-testbed")
@@ -58,12 +57,7 @@ MARKER = "pausecast-testbed"
 SRC, DST = "pc-src", "pc-dst"
 HOSTS = (SRC, DST)
 LIBVIRTD_PORT = 16509
-QEMU = "/usr/bin/qemu-system-x86_64"
 _REQUIRED_TOOLS = ("unshare", "nsenter", "ip", "tc", "libvirtd", "mount")
-
-
-class TestbedError(RuntimeError):
-    __test__ = False
 
 
 @dataclass(frozen=True)
@@ -113,140 +107,7 @@ class HostInfo:
     host_uuid: str
 
 
-# --------------------------------------------------------------------------------------------- /proc
-
-
-def _starttime(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _argv(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]] if raw else []
-
-
-def _ns_inode(pid: int | str, ns: str) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/{ns}").st_ino
-    except OSError:
-        return None
-
-
-def _alive(pid: int, start: int | None) -> bool:
-    st = _starttime(pid)
-    if st is None:
-        return False
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except OSError:
-        return False
-    return start is None or st == start
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-# ------------------------------------------------------------------------------------ KVM detection
-
-
-def _kvm_creates_vm() -> tuple[bool, str]:
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        return False, f"/dev/kvm: {e.strerror}"
-    try:
-        if fcntl.ioctl(fd, 0xAE00) != 12:  # KVM_GET_API_VERSION
-            return False, "/dev/kvm: unexpected API version"
-        vm = fcntl.ioctl(fd, 0xAE01, 0)  # KVM_CREATE_VM
-        os.close(vm)
-        return True, "KVM_CREATE_VM ok"
-    except OSError as e:
-        return False, f"KVM_CREATE_VM failed: {e.strerror}"
-    finally:
-        os.close(fd)
-
-
-def probe_kvm(kernel: Path, timeout_s: float = 6.0, fill_mib: int = 16,
-              max_fill_ms: int = 200) -> tuple[bool, str]:
-    """Boot the test guest under -accel kvm, outside libvirt, and time its memory fill. Slow software
-    KVM (e.g. a nested hypervisor emulating 32-bit unpaged code) passes KVM_CREATE_VM yet boots for
-    seconds and writes memory at ~1 MiB/s; TCG is far better there."""
-    ok, why = _kvm_creates_vm()
-    if not ok:
-        return False, why
-    with tempfile.TemporaryDirectory(prefix="pc-kvmprobe-") as tmp:
-        log = Path(tmp) / "serial.log"
-        cmd = [QEMU, "-accel", "kvm", "-machine", "pc", "-m", str(fill_mib + 16), "-nodefaults",
-               "-no-user-config", "-display", "none", "-kernel", str(kernel),
-               "-append", f"region_mib={fill_mib} report_ms=1000", "-serial", f"file:{log}"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        t0 = time.monotonic()
-        try:
-            while time.monotonic() - t0 < timeout_s:
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-                    return False, f"qemu -accel kvm exited: {err[-300:]}"
-                m = re.search(rb"pcd filled fill_ms=(\d+)", log.read_bytes() if log.exists() else b"")
-                if m:
-                    fill_ms = int(m.group(1))
-                    boot = time.monotonic() - t0
-                    if fill_ms > max_fill_ms:
-                        return False, f"KVM too slow: {fill_mib} MiB fill took {fill_ms} ms"
-                    return True, f"KVM ok: boot {boot:.2f} s, {fill_mib} MiB fill {fill_ms} ms"
-                time.sleep(0.05)
-            pvm = " (/dev/kvm is kvm_pvm)" if Path("/sys/module/kvm_pvm").exists() else ""
-            return False, f"KVM too slow{pvm}: guest not running after {timeout_s:.0f} s"
-        finally:
-            proc.kill()
-            proc.wait()
-
-
-def detect_virt_type(kernel: Path | None = None, *, use_cache: bool = True) -> tuple[str, str]:
-    """("kvm" | "qemu", reason). The verdict is cached per boot (keyed by the kernel's boot_id)."""
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot_id = "unknown"
-    cache = default_cache_dir() / f"virt-{boot_id}.json"
-    if use_cache and cache.is_file():
-        with contextlib.suppress(ValueError, KeyError, OSError):
-            d = json.loads(cache.read_text())
-            return d["virt_type"], d["reason"] + " (cached)"
-    ok, why = probe_kvm(kernel or build_guest())
-    verdict = ("kvm" if ok else "qemu", why)
-    with contextlib.suppress(OSError):
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"virt_type": verdict[0], "reason": verdict[1]}))
-    return verdict
-
-
 # ------------------------------------------------------------------------------------------ config
-
-
-def _caps_cache() -> Path:
-    return default_cache_dir().parent / "libvirt-qemu-capabilities"
 
 
 # The executor reads each daemon's migration phases (Begin ... Confirm) and QEMU's monitor events, all
@@ -259,103 +120,16 @@ MIGRATION_LOG_FILTERS = ("1:qemu.qemu_migration 1:qemu.qemu_monitor_json 1:conf.
 
 
 def _libvirtd_conf(address: str, host_uuid: str) -> str:
-    return f"""# written by pausecast.executor.testbed.hosts
-listen_tls = 0
-listen_tcp = 1
-listen_addr = "{address}"
-tcp_port = "{LIBVIRTD_PORT}"
-auth_tcp = "none"
-auth_unix_ro = "none"
-auth_unix_rw = "none"
-unix_sock_rw_perms = "0700"
-host_uuid = "{host_uuid}"
-keepalive_interval = {KEEPALIVE_INTERVAL_S}
-keepalive_count = {KEEPALIVE_COUNT}
-log_filters = "{MIGRATION_LOG_FILTERS}"
-log_outputs = "3:file:/var/log/libvirt/libvirtd.log 1:file:/var/log/libvirt/{MIGRATION_LOG}"
-"""
+    return filled("libvirtd.conf.in", address=address, tcp_port=LIBVIRTD_PORT, host_uuid=host_uuid,
+                  keepalive_interval_s=KEEPALIVE_INTERVAL_S, keepalive_count=KEEPALIVE_COUNT,
+                  log_filters=MIGRATION_LOG_FILTERS, migration_log=MIGRATION_LOG)
 
 
 def _qemu_conf(address: str) -> str:
     # No security driver, cgroups, private /dev or virtlogd: none of them works (or is needed) in a
     # namespace without systemd, and ownership games on shared paths would fight between the hosts.
-    return f"""# written by pausecast.executor.testbed.hosts
-security_driver = "none"
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-cgroup_controllers = [ ]
-namespaces = [ ]
-stdio_handler = "file"
-migration_address = "{address}"
-migration_host = "{address}"
-# The source daemon's keepalive on its peer-to-peer connection to the destination (libvirt's default
-# 5 s x 5): a cut link fails the migration after ~4 s here instead of ~30 s, so fault tests stay short.
-keepalive_interval = {KEEPALIVE_INTERVAL_S}
-keepalive_count = {KEEPALIVE_COUNT}
-"""
-
-
-def shaping_commands(dev: str, bandwidth_mbit_s: float | None, rtt_ms: float) -> list[list[str]]:
-    """tc commands that shape one direction of the link (run after deleting the root qdisc).
-
-    Rate: tbf, with a bucket of at least one 64 KiB GSO packet and 2 ms of traffic (the kernel's timer
-    granularity is 4 ms at HZ=250), and a 25 ms queue. Delay (rtt/2 per direction): netem, as tbf's child
-    when both are set. Some kernels (this project's CI machine's among them) have no sch_netem: then
-    asking for an RTT raises rather than silently giving a zero-delay link."""
-    cmds: list[list[str]] = []
-    parent = ["root"]
-    if bandwidth_mbit_s:
-        burst = max(65536 + 1514, int(bandwidth_mbit_s * 1e6 / 8 * 0.002))
-        cmds.append(["tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "tbf",
-                     "rate", f"{bandwidth_mbit_s:g}mbit", "burst", str(burst), "latency", "25ms"])
-        parent = ["parent", "1:1"]
-    if rtt_ms > 0:
-        pkts = (bandwidth_mbit_s or 10_000) * 1e6 / 8 * (rtt_ms / 1000 + 0.01) / 1500
-        cmds.append(["tc", "qdisc", "add", "dev", dev, *parent, "handle", "10:", "netem",
-                     "delay", f"{rtt_ms / 2:.3f}ms", "limit", str(max(1000, int(4 * pkts)))])
-    return cmds
-
-
-def netem_available() -> bool:
-    """Whether this kernel can delay packets (sch_netem), tried in a throwaway network namespace."""
-    r = _run(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-             check=False)
-    return r.returncode == 0
-
-
-# --------------------------------------------------------------------------------------------- run
-
-
-def _run(cmd: list[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise TestbedError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
-    return r
-
-
-# libvirtd runs under this small parent. QEMU daemonizes (libvirtd forks twice), so its parent is
-# whoever reaps orphans: without a subreaper that is the machine's PID 1, and this project's CI init
-# reaps only every second or two. libvirt tears QEMU down by polling kill(pid, 0) every 200 ms until
-# the pid is gone, and a zombie still answers: Confirm then took 1.4-2 s instead of ~0.2 s. As a
-# subreaper that reaps at once, this parent gives the testbed a normal host's teardown.
-_REAPER = """
-import ctypes, os, signal, sys
-ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-child = os.fork()
-if child == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
-while True:
-    try:
-        pid, status = os.wait()
-    except ChildProcessError:
-        sys.exit(0)
-    if pid == child:
-        sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
-"""
+    return filled("qemu.conf.in", address=address, keepalive_interval_s=KEEPALIVE_INTERVAL_S,
+                  keepalive_count=KEEPALIVE_COUNT)
 
 
 def _nsenter(pid: int) -> list[str]:
@@ -408,6 +182,9 @@ class Testbed:
     __test__ = False
     # the port profile on the guest's NIC: the plain testbed's guest has no NIC
     nic_port = "none"
+    # whether a run that a port fault (a stuck VSI) stopped is cleared and run again here: only where
+    # the testbed has lldpads of its own to restart (the 802.1Qbg testbed's recover_stuck_vsi)
+    recovers_port_faults = False
 
     def __init__(self, config: TestbedConfig | None = None, **overrides: Any) -> None:
         cfg = config or TestbedConfig()
@@ -481,7 +258,7 @@ class Testbed:
     def is_up(self) -> bool:
         st = self._load()
         return st is not None and len(st.hosts) == 2 and all(
-            _alive(h.holder_pid, h.holder_start) and _alive(h.libvirtd_pid, h.libvirtd_start)
+            alive(h.holder_pid, h.holder_start) and alive(h.libvirtd_pid, h.libvirtd_start)
             for h in st.hosts.values())
 
     # ------------------------------------------------------------------------------------------ up
@@ -561,7 +338,7 @@ class Testbed:
         # libvirt probes QEMU (seconds) the first time a host needs it - for the destination, inside
         # the first migration's Prepare. Seed each host with the probe result kept from earlier runs;
         # libvirt re-probes by itself if QEMU or libvirt changed since.
-        caps_cache = _caps_cache()
+        caps_cache = capabilities_cache_dir()
         for f in caps_cache.glob("*.xml") if caps_cache.is_dir() else ():
             shutil.copy2(f, d / "cache" / "qemu" / "capabilities" / f.name)
         (d / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(h.address, h.host_uuid))
@@ -578,16 +355,16 @@ class Testbed:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         self._children.append(proc)
-        root_net = _ns_inode("self", "net")
+        root_net = ns_inode("self", "net")
         t0 = time.monotonic()
-        while not _cmdline(proc.pid).startswith(argv0):
+        while not cmdline(proc.pid).startswith(argv0):
             if proc.poll() is not None:
                 raise TestbedError(f"namespace holder for {h.name} exited ({proc.returncode})")
             if time.monotonic() - t0 > 10:
                 raise TestbedError(f"namespace holder for {h.name} did not start")
             time.sleep(0.01)
-        h.holder_pid, h.holder_start = proc.pid, _starttime(proc.pid)
-        h.netns_inode = _ns_inode(proc.pid, "net")
+        h.holder_pid, h.holder_start = proc.pid, start_time(proc.pid)
+        h.netns_inode = ns_inode(proc.pid, "net")
         if h.netns_inode == root_net:
             raise TestbedError("unshare did not create a network namespace")
 
@@ -604,11 +381,11 @@ class Testbed:
                 script.append(f"mkdir -p {dst}")
             script.append(f"mount --bind {src} {dst}")
         script.append("ip link set lo up")
-        _run([*_nsenter(h.holder_pid), "sh", "-c", "\n".join(script)])
+        run([*_nsenter(h.holder_pid), "sh", "-c", "\n".join(script)])
 
     def _setup_link(self, st: _State) -> None:
         s, d = st.hosts[SRC], st.hosts[DST]
-        _run(["ip", "link", "add", s.veth, "netns", str(s.holder_pid), "type", "veth",
+        run(["ip", "link", "add", s.veth, "netns", str(s.holder_pid), "type", "veth",
               "peer", "name", d.veth, "netns", str(d.holder_pid)])
         for h in (s, d):
             self.run_in(h.name, ["ip", "addr", "add", f"{h.address}/{self.config.prefix_len}",
@@ -638,14 +415,15 @@ class Testbed:
         # The config path names the state dir, which is how down() recognises a stray libvirtd.
         log = open(d / "log" / "libvirtd.stderr", "ab")  # noqa: SIM115 - handed to the child
         try:
-            proc = subprocess.Popen([*_nsenter(h.holder_pid), sys.executable, "-c", _REAPER, "libvirtd",
-                                     "--listen", "--config", str(d / "etc" / "libvirtd.conf")],
+            # libvirtd runs under files/reaper.py, a subreaper: QEMU's zombies are reaped at once
+            proc = subprocess.Popen([*_nsenter(h.holder_pid), sys.executable, str(FILES_DIR / "reaper.py"),
+                                     "libvirtd", "--listen", "--config", str(d / "etc" / "libvirtd.conf")],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
         finally:
             log.close()
         self._children.append(proc)
-        h.libvirtd_pid, h.libvirtd_start = proc.pid, _starttime(proc.pid)
+        h.libvirtd_pid, h.libvirtd_start = proc.pid, start_time(proc.pid)
 
     def _warm_capabilities(self, st: _State) -> None:
         """Make both daemons probe QEMU now, in parallel, and keep the result for the next up()."""
@@ -671,9 +449,9 @@ class Testbed:
         if errors:
             raise TestbedError(f"libvirt cannot use {QEMU} with virt type {st.virt_type}: {errors}")
         with contextlib.suppress(OSError):
-            _caps_cache().mkdir(parents=True, exist_ok=True)
+            capabilities_cache_dir().mkdir(parents=True, exist_ok=True)
             for f in (self._host_dir(SRC) / "cache" / "qemu" / "capabilities").glob("*.xml"):
-                shutil.copy2(f, _caps_cache() / f.name)
+                shutil.copy2(f, capabilities_cache_dir() / f.name)
 
     def _wait_libvirtd(self, h: _HostState, deadline: float) -> None:
         import libvirt
@@ -681,7 +459,7 @@ class Testbed:
         sock = self.socket_path(h.name)
         last = ""
         while time.monotonic() < deadline:
-            if not _alive(h.libvirtd_pid, h.libvirtd_start):
+            if not alive(h.libvirtd_pid, h.libvirtd_start):
                 raise TestbedError(f"libvirtd on {h.name} exited; see {self._host_dir(h.name)}/log")
             if sock.exists():
                 try:
@@ -704,7 +482,7 @@ class Testbed:
         st = self._load()
         if st is None or host not in st.hosts or not st.hosts[host].holder_pid:
             raise TestbedError("testbed is not up")
-        return _run([*_nsenter(st.hosts[host].holder_pid), *argv], check=check, timeout=timeout)
+        return run([*_nsenter(st.hosts[host].holder_pid), *argv], check=check, timeout_s=timeout)
 
     def connect(self, host: str) -> Any:
         """A libvirt connection (from the root namespace) to a host's daemon, cached until down()."""
@@ -720,11 +498,15 @@ class Testbed:
         return conn
 
     # ------------------------------------------------------------------------------------ faults
+    def libvirtd_pids(self, host: str) -> list[int]:
+        """Every libvirtd of `host` running: its command line names the host's directory (--config)."""
+        daemon_dir = f"{self._host_dir(host)}/"
+        return [p for p in all_pids() if (argv := argv_of(p)) and os.path.basename(argv[0]) == "libvirtd"
+                and any(a.startswith(daemon_dir) for a in argv)]
+
     def kill_libvirtd(self, host: str) -> list[int]:
         """SIGKILLs a host's libvirtd, as a crash would; its QEMUs keep running. Returns the pids."""
-        daemon_dir = f"{self._host_dir(host)}/"
-        pids = [p for p in _all_pids() if os.path.basename((_argv(p) or [""])[0]) == "libvirtd"
-                and any(a.startswith(daemon_dir) for a in _argv(p))]
+        pids = self.libvirtd_pids(host)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -737,11 +519,11 @@ class Testbed:
         if st is None or host not in st.hosts:
             raise TestbedError("testbed is not up")
         h = st.hosts[host]
-        if _alive(h.libvirtd_pid, h.libvirtd_start):
+        if alive(h.libvirtd_pid, h.libvirtd_start):
             self.kill_libvirtd(host)
             t0 = time.monotonic()
-            while _alive(h.libvirtd_pid, h.libvirtd_start) and time.monotonic() - t0 < 5:
-                _reap(h.libvirtd_pid)
+            while alive(h.libvirtd_pid, h.libvirtd_start) and time.monotonic() - t0 < 5:
+                reap(h.libvirtd_pid)
                 time.sleep(0.05)
         self._start_libvirtd(h)
         self._save(st)
@@ -806,20 +588,21 @@ class Testbed:
         plain testbed's guest has no NIC); the 802.1Qbg testbed watches its switch."""
         return None
 
+    def lldpad_log(self, host: str) -> Path | None:
+        """A host's lldpad debug log, where its VDP faults show: none here (the plain testbed runs no
+        lldpad); the 802.1Qbg testbed keeps one per host."""
+        return None
+
+    def play_switch(self, spec: SwitchSpec) -> None:
+        """Makes the switch of an up testbed play `spec`: the plain testbed has no switch; the 802.1Qbg
+        testbed restarts its emulator if it plays another [switch]."""
+
     def measure_rtt_ms(self, samples: int = 20) -> float:
         """The round trip between the hosts: the fastest of `samples` TCP handshakes (a SYN and its
         SYN-ACK) from the source to the destination's libvirtd port, timed inside the source's
         namespaces. An upper bound (it includes two system calls); there is no ping on this machine."""
-        script = ("import socket, sys, time\n"
-                  "best = 1e9\n"
-                  "for _ in range(int(sys.argv[3])):\n"
-                  "    t = time.perf_counter()\n"
-                  "    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)\n"
-                  "    best = min(best, time.perf_counter() - t)\n"
-                  "    s.close()\n"
-                  "print(best * 1000)\n")
-        r = self.run_in(SRC, [sys.executable, "-c", script, self.dst.address, str(LIBVIRTD_PORT),
-                              str(samples)])
+        r = self.run_in(SRC, [sys.executable, str(FILES_DIR / "rtt_probe.py"), self.dst.address,
+                              str(LIBVIRTD_PORT), str(samples)])
         return float(r.stdout.strip())
 
     # ----------------------------------------------------------------------------------- status
@@ -835,8 +618,8 @@ class Testbed:
         all_ok = True
         for name, h in st.hosts.items():
             info = asdict(self.host(name))
-            info["holder_alive"] = _alive(h.holder_pid, h.holder_start)
-            info["libvirtd_alive"] = _alive(h.libvirtd_pid, h.libvirtd_start)
+            info["holder_alive"] = alive(h.holder_pid, h.holder_start)
+            info["libvirtd_alive"] = alive(h.libvirtd_pid, h.libvirtd_start)
             info["domains"] = self._domains(name) if info["libvirtd_alive"] else None
             if info["holder_alive"]:
                 r = self.run_in(name, ["tc", "qdisc", "show", "dev", h.veth], check=False)
@@ -867,15 +650,15 @@ class Testbed:
         if st is not None:
             for h in st.hosts.values():
                 for pid, start in ((h.holder_pid, h.holder_start), (h.libvirtd_pid, h.libvirtd_start)):
-                    if pid and _alive(pid, start):
+                    if pid and alive(pid, start):
                         found.add(pid)
-        own_mnt = _ns_inode("self", "mnt")
+        own_mnt = ns_inode("self", "mnt")
         needle = str(self.state_dir)
         netns = {h.netns_inode for h in st.hosts.values()} - {None} if st else set()
-        for pid in _all_pids():
+        for pid in all_pids():
             if pid == me:
                 continue
-            argv = _argv(pid)
+            argv = argv_of(pid)
             if not argv:
                 continue  # kernel thread or gone
             if argv[0].startswith(f"{MARKER}-holder:") and argv[0].endswith(f":{needle}"):
@@ -884,10 +667,10 @@ class Testbed:
             if os.path.basename(argv[0]) == "libvirtd" and any(a.startswith(needle + "/") for a in argv):
                 found.add(pid)
                 continue
-            mnt = _ns_inode(pid, "mnt")
+            mnt = ns_inode(pid, "mnt")
             if mnt in (own_mnt, None):
                 continue
-            if netns and _ns_inode(pid, "net") in netns:
+            if netns and ns_inode(pid, "net") in netns:
                 found.add(pid)
                 continue
             try:
@@ -907,9 +690,9 @@ class Testbed:
                       if str(self.state_dir) in ln]
         links = [n for n in (f"{h}0" for h in HOSTS) if Path(f"/sys/class/net/{n}").exists()]
         netns = []
-        r = _run(["ip", "netns", "list"], check=False)
+        r = run(["ip", "netns", "list"], check=False)
         netns = [ln for ln in r.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in HOSTS]
-        return {"processes": [f"{p} {_cmdline(p)[:120]}" for p in procs], "mounts": mounts,
+        return {"processes": [f"{p} {cmdline(p)[:120]}" for p in procs], "mounts": mounts,
                 "links": links, "netns": netns}
 
     def down(self, *, keep_logs: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -946,8 +729,8 @@ class Testbed:
                     if p.poll() is not None:
                         self._children.remove(p)
                 for pid in pids:
-                    _reap(pid)
-                if not any(_alive(p, None) for p in pids):
+                    reap(pid)
+                if not any(alive(p, None) for p in pids):
                     break
                 time.sleep(0.05)
         for p in self._children:
@@ -964,12 +747,12 @@ class Testbed:
         removed_links = []
         for name in HOSTS:
             if Path(f"/sys/class/net/{name}0").exists():
-                _run(["ip", "link", "del", f"{name}0"], check=False)
+                run(["ip", "link", "del", f"{name}0"], check=False)
                 removed_links.append(f"{name}0")
         for ln in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
             parts = ln.split()
             if len(parts) > 4 and parts[4].startswith(str(self.state_dir)):
-                _run(["umount", "-l", parts[4]], check=False)
+                run(["umount", "-l", parts[4]], check=False)
         if self.state_dir.is_dir():
             shutil.rmtree(self.state_dir, ignore_errors=True)
         return {"killed": killed, "removed_links": removed_links, "leftovers": self.leftovers()}

@@ -4,17 +4,13 @@ joined by a veth pair to a switch namespace that runs either the VDP emulator or
     pcvdp-<name>-st   st0 --veth-- sw0   pcvdp-<name>-sw
     lldpad (station)                     vdp_switch  |  lldpad (evbmode = "bridge")
 
-Each lldpad runs in a mount namespace of its own with private tmpfs on /run and /dev/shm: lldpad keeps
-its single-instance record in /dev/shm/lldpad.state and writes /var/run/lldpad.pid, and neither may touch
-the machine's. Its configuration is written before it starts, because lldpad fixes a port's VDP role
-when it first brings the port up (a role set later with lldptool does not reach VDP), and it serves only
-ports that exist and are up at start. Both ends of the veth are up before either side starts. A veth
+Each lldpad runs in a mount namespace of its own with private tmpfs on /run and /dev/shm, configured
+before it starts (lldpad.py says why). Both ends of the veth are up before either side starts. A veth
 pair is all lldpad needs (libvirt, which walks IFLA_LINK from a macvtap, is another matter).
 
-lldpad's VDP accepts requests (and a bridge keeps VSIs) only once it has the EVB timers, which it gets
-when it hears the peer's LLDPDU with the EVB TLV or at its own next LLDP transmission, up to 30 s after
-start. So the station is ready only once a switch is up: `start_emulator` and `start_lldpad_bridge` wait
-for that, reading lldpad's debug log, the only place it shows.
+lldpad's VDP accepts requests only once it has the EVB timers, up to 30 s after start unless it hears
+the peer's LLDPDU first. So the station is ready only once a switch is up: `start_emulator` and
+`start_lldpad_bridge` wait for that, reading lldpad's debug log.
 
 Cleanup leaves nothing: processes are stopped by the pids the lab started, and any other process still
 inside a `pcvdp-<name>-*` namespace (after a crash) is found through /proc/<pid>/ns/net and killed by
@@ -26,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +32,8 @@ from typing import TYPE_CHECKING
 
 from ...models.scenario import SwitchSpec
 from ..vdp.bridge import switch_argv
+from . import lldpad
+from .procs import TestbedError, kill_pid, pids_in_netns, run, stop
 
 if TYPE_CHECKING:
     from ..vdp.station import LldpadClient
@@ -47,70 +42,10 @@ PREFIX = "pcvdp-"
 NETNS_DIR = Path("/run/netns")
 STATION_IF, SWITCH_IF = "st0", "sw0"
 STATION_MAC, SWITCH_MAC = "02:50:43:56:00:01", "02:50:43:56:00:02"
-# lldptool's names for the nearest customer bridge agent's EVB settings (lldptool-evb22(8))
-_LLDPAD_CONF = """nearest_customer_bridge :
-{{
-  {ifname} :
-  {{
-    adminStatus = 3;
-    tlvid0080c20d :
-    {{
-      evbmode = "{role}";
-      {rr} = true;
-      enableTx = true;
-    }};
-  }};
-}};
-"""
-# lldpad logs with printf: line-buffer it, the lab reads the log while lldpad runs
-_PRIVATE_LLDPAD = ("mount -t tmpfs pcvdp-run /run && mount -t tmpfs pcvdp-shm /dev/shm && "
-                   'exec stdbuf -oL lldpad -f "$0" -V 7')
 
 
-class LabError(RuntimeError):
+class LabError(TestbedError):
     pass
-
-
-def _ns_inode(path: str | Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
-def _pids_in_netns(netns_path: Path) -> list[int]:
-    target = _ns_inode(netns_path)
-    if target is None:
-        return []
-    return [int(p) for p in os.listdir("/proc")
-            if p.isdigit() and int(p) != os.getpid() and _ns_inode(f"/proc/{p}/ns/net") == target]
-
-
-def _stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _kill_pid(pid: int, timeout_s: float = 5.0) -> None:
-    """A process the lab did not start in this run (a crash's leftover): by pid, TERM then KILL."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    return  # a zombie holds no namespace; its parent reaps it
-            except OSError:
-                return
-            time.sleep(0.05)
 
 
 def cleanup(name: str | None = None) -> list[str]:
@@ -118,17 +53,11 @@ def cleanup(name: str | None = None) -> list[str]:
     pattern = f"{PREFIX}{name}-" if name else PREFIX
     removed = []
     for path in sorted(NETNS_DIR.glob(pattern + "*")) if NETNS_DIR.is_dir() else []:
-        for pid in _pids_in_netns(path):
-            _kill_pid(pid)
-        subprocess.run(["ip", "netns", "delete", path.name], check=False, capture_output=True)
+        for pid in pids_in_netns(path):
+            kill_pid(pid)
+        run(["ip", "netns", "delete", path.name], check=False)
         removed.append(path.name)
     return removed
-
-
-def _run(*argv: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode:
-        raise LabError(f"{' '.join(argv)}: {done.stderr.strip()}")
 
 
 class VdpLab:
@@ -169,14 +98,14 @@ class VdpLab:
                 raise LabError(f"{tool} is not installed")
         cleanup(self.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        _run("ip", "netns", "add", self.station_ns)
-        _run("ip", "netns", "add", self.switch_ns)
-        _run("ip", "link", "add", STATION_IF, "netns", self.station_ns, "type", "veth", "peer", "name",
-             SWITCH_IF, "netns", self.switch_ns)
+        run(["ip", "netns", "add", self.station_ns])
+        run(["ip", "netns", "add", self.switch_ns])
+        run(["ip", "link", "add", STATION_IF, "netns", self.station_ns, "type", "veth", "peer", "name",
+             SWITCH_IF, "netns", self.switch_ns])
         ends = ((self.station_ns, STATION_IF, STATION_MAC), (self.switch_ns, SWITCH_IF, SWITCH_MAC))
         for ns, ifname, mac in ends:
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
-            _run("ip", "-n", ns, "link", "set", ifname, "address", mac, "up")
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            run(["ip", "-n", ns, "link", "set", ifname, "address", mac, "up"])
         self.station = self._start_lldpad(self.station_ns, STATION_IF, "station")
         self._wait_vdp(self.station, STATION_IF, "station")
 
@@ -184,16 +113,9 @@ class VdpLab:
         conf_dir = self.workdir / f"lldpad-{role}"
         conf_dir.mkdir(exist_ok=True)
         conf = conf_dir / "lldpad.conf"
-        rr = "evbrrreq" if role == "station" else "evbrrcap"
-        conf.write_text(_LLDPAD_CONF.format(ifname=ifname, role=role, rr=rr))
-        log = (conf_dir / "lldpad.log").open("ab")
-        self._log_offsets[role] = log.tell()
-        # nsenter and unshare exec without forking, so the child's pid is lldpad's
-        proc = subprocess.Popen(
-            ["nsenter", f"--net={NETNS_DIR / ns}", "unshare", "--mount", "--propagation", "private",
-             "sh", "-c", _PRIVATE_LLDPAD, str(conf)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        conf.write_text(lldpad.config(role, [ifname]))
+        proc, self._log_offsets[role] = lldpad.start(lldpad.private_argv(NETNS_DIR / ns, conf),
+                                                     conf_dir / "lldpad.log")
         return proc
 
     def lldpad_pid_file(self, proc: subprocess.Popen) -> Path:
@@ -201,28 +123,16 @@ class VdpLab:
         return Path(f"/proc/{proc.pid}/root/run/lldpad.pid")
 
     def _wait_log(self, proc: subprocess.Popen, role: str, pattern: str, what: str) -> None:
-        log = self.workdir / f"lldpad-{role}" / "lldpad.log"
-        found = re.compile(pattern.encode(), re.MULTILINE)
-        deadline = time.monotonic() + self.ready_timeout_s
-        while not found.search(log.read_bytes()[self._log_offsets[role]:]):
-            if proc.poll() is not None:
-                raise LabError(f"lldpad ({role}) exited with {proc.returncode}; see {log}")
-            if time.monotonic() > deadline:
-                raise LabError(f"lldpad ({role}): {what} within {self.ready_timeout_s} s; see {log}")
-            time.sleep(0.05)
+        lldpad.wait_log(proc, self.workdir / f"lldpad-{role}" / "lldpad.log", self._log_offsets[role],
+                        pattern, who=f"({role})", what=what, timeout_s=self.ready_timeout_s)
 
     def _wait_vdp(self, proc: subprocess.Popen, ifname: str, role: str) -> None:
-        """Until lldpad runs VDP on the port. It starts it about a second after start (evb22_timer), and a
-        status query does not tell: without VDP on the port lldpad answers it from its draft-0.2 code."""
-        self._wait_log(proc, role, rf"vdp22_create:{ifname} role:", f"no VDP on {ifname}")
+        """Until lldpad runs VDP on the port (lldpad.runs_vdp)."""
+        self._wait_log(proc, role, lldpad.runs_vdp(ifname), f"no VDP on {ifname}")
 
     def _wait_timers(self, proc: subprocess.Popen, ifname: str, role: str) -> None:
-        """Until lldpad's VDP has the EVB timers. lldpad hands them over only when it hears the peer's EVB
-        TLV or at its own next LLDP transmission (lldp_evb22.c evb22_update_tlv -> vdp22.c data_from_evb),
-        up to 30 s after start. Until then a station refuses requests (EPROTONOSUPPORT) and a bridge runs
-        its keep-alive timer at 10 us x 2^0, de-associating every VSI 30 us after answering it. Only
-        lldpad's debug log tells."""
-        self._wait_log(proc, role, rf"data_from_evb:{ifname} .* evb:1$", f"no EVB timers for VDP on {ifname}")
+        """Until lldpad's VDP has the EVB timers (lldpad.has_evb_timers): up to 30 s after start."""
+        self._wait_log(proc, role, lldpad.has_evb_timers(ifname), f"no EVB timers for VDP on {ifname}")
 
     # --- the switch --------------------------------------------------------------------------------
 
@@ -257,7 +167,7 @@ class VdpLab:
 
     def stop_switch(self) -> None:
         if self.switch is not None:
-            _stop(self.switch)
+            stop(self.switch)
             self.switch = None
 
     def switch_records(self) -> list[dict]:
@@ -287,7 +197,7 @@ class VdpLab:
         too: the station gets its VDP timers from the next switch's LLDP (`start_emulator` and
         `start_lldpad_bridge` wait for that)."""
         self.stop_switch()
-        _stop(self._station())
+        stop(self._station())
         self.station = self._start_lldpad(self.station_ns, STATION_IF, "station")
         self._wait_vdp(self.station, STATION_IF, "station")
 
@@ -296,7 +206,7 @@ class VdpLab:
     def down(self) -> None:
         self.stop_switch()
         if self.station is not None:
-            _stop(self.station)
+            stop(self.station)
             self.station = None
         cleanup(self.name)
         if self._own_workdir:

@@ -46,10 +46,13 @@ from ..migration.measure import PortObservation
 from ..migration.migrate import PortObserver
 from ..vdp.bridge import spec_from_log_start, switch_argv
 from ..vdp.faults import StuckVsi
-from .hosts import DST, HOSTS, Testbed, TestbedError, _argv
-from .lab import _PRIVATE_LLDPAD, NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
+from . import lldpad
+from .hosts import DST, HOSTS, Testbed, TestbedError
+from .lab import NETNS_DIR, PREFIX
 from .lab import cleanup as lab_cleanup
+from .package_files import FILES_DIR
 from .port_probe import probe_argv, read_frames
+from .procs import argv_of, kill_pid, pids_in_netns, run, stop
 
 VXLAN_IF, UPLINK_IF = "vx0", "up0"
 VXLAN_PORT = 4789
@@ -62,35 +65,9 @@ NIC_MAC = "52:54:00:5c:00:01"
 IFINDEX_GAP = 2048
 # libvirt's 802.1Qbg parameters for the test VSI (any values the switch accepts)
 MANAGER_ID, TYPE_ID, TYPE_ID_VERSION = 11, 1193047, 2
-_LLDPAD_CONF = """nearest_customer_bridge :
-{{
-  {ifname} :
-  {{
-    adminStatus = 3;
-    tlvid0080c20d :
-    {{
-      evbmode = "station";
-      evbrrreq = true;
-      enableTx = true;
-    }};
-  }};
-}};
-"""
 # what plays the switch: the VDP emulator (a [switch] spec) or lldpad itself in bridge mode, the
 # reference peer the emulator must match; the bridge's ECP ack timer is the emulator's
 SWITCH_KINDS = ("emulator", "lldpad-bridge")
-_BRIDGE_PORT_CONF = """  {ifname} :
-  {{
-    adminStatus = 3;
-    tlvid0080c20d :
-    {{
-      evbmode = "bridge";
-      evbrrcap = true;
-      ecprte = {rte};
-      enableTx = true;
-    }};
-  }};
-"""
 # the key of the switch's lldpad (lldpad-bridge) among the hosts' lldpads
 _BRIDGE = "switch"
 _PORT_ID_SIGN = 1 << 31
@@ -99,21 +76,9 @@ _LIBVIRTD_RESTARTS = 16
 _PORT_SEED_PERIOD_S = 32
 # a VDP response's status: 0x40 (a reply) with no error
 _ANSWERED = "0x40"
+# what files/time_shift.c, preloaded into libvirtd only, adds to time(2): whole seed windows, since
+# libnl seeds its port ids from it
 _SHIFT_ENV = "PAUSECAST_TIME_SHIFT_S"
-# time(2) for libvirtd only, shifted by whole seed windows (libnl seeds its port ids from it)
-_TIME_SHIFT_C = """#include <stdlib.h>
-#include <sys/time.h>
-#include <time.h>
-time_t time(time_t *out) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    const char *shift = getenv("PAUSECAST_TIME_SHIFT_S");
-    time_t t = tv.tv_sec + (shift ? atol(shift) : 0);
-    if (out)
-        *out = t;
-    return t;
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -137,13 +102,6 @@ def interface_xml(instance_id: str, mac: str = NIC_MAC) -> str:
             f"<parameters managerid='{MANAGER_ID}' typeid='{TYPE_ID}' typeidversion='{TYPE_ID_VERSION}' "
             f"instanceid='{instance_id}'/></virtualport>"
             "<model type='virtio'/><rom enabled='no'/></interface>")
-
-
-def _sh(argv: list[str], timeout: float = 30) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if done.returncode:
-        raise TestbedError(f"{' '.join(argv)}: {done.stderr.strip()}")
-    return done.stdout
 
 
 def _netlink_route_ports(holder_pid: int, pid: int) -> list[int]:
@@ -171,6 +129,7 @@ class VdpTestbed(Testbed):
 
     __test__ = False
     nic_port = "802.1Qbg"
+    recovers_port_faults = True
 
     def __init__(self, *args: Any, switch: SwitchSpec | None = None, seed: int = 0,
                  switch_kind: str = "emulator", **overrides: Any) -> None:
@@ -221,6 +180,7 @@ class VdpTestbed(Testbed):
         return self.vdp_dir / "probe.jsonl"
 
     def lldpad_log(self, host: str) -> Path:
+        """The lldpad debug log of `host` (or of the switch's lldpad, _BRIDGE)."""
         return self.vdp_dir / f"lldpad-{host}.log"
 
     # ------------------------------------------------------------------------------------------ up
@@ -228,8 +188,8 @@ class VdpTestbed(Testbed):
         status = super()._up()
         self.vdp_dir.mkdir(exist_ok=True)
         lab_cleanup(self.lab_name)
-        _sh(["ip", "netns", "add", self.switch_ns])
-        _sh(["ip", "-n", self.switch_ns, "link", "set", "lo", "up"])
+        run(["ip", "netns", "add", self.switch_ns])
+        run(["ip", "-n", self.switch_ns, "link", "set", "lo", "up"])
         for up in uplinks():
             self._setup_uplink(up)
         self._separate_ifindexes()
@@ -238,7 +198,7 @@ class VdpTestbed(Testbed):
         for up in uplinks():
             self._start_lldpad(up.host)
         for up in uplinks():
-            self._wait_lldpad(up.host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+            self._wait_lldpad(up.host, lldpad.has_evb_timers(VXLAN_IF))
         self._wait_bridge_timers()
         self._fix_netlink_ports()
         return status
@@ -251,17 +211,17 @@ class VdpTestbed(Testbed):
         indexes are handed out cyclically per namespace: links made and dropped advance the counter
         (their peers go in a namespace deleted at once, which removes both ends in one batch)."""
         scratch = f"{self.switch_ns}-idx"
-        _sh(["ip", "netns", "add", scratch])
+        run(["ip", "netns", "add", scratch])
         batch = self.vdp_dir / "ifindex-gap.batch"
         batch.write_text("".join(f"link add pcgap{i} type veth peer name pcgap{i} netns {scratch}\n"
                                  for i in range(IFINDEX_GAP)))
         # the network namespace only: the host's own /run hides the scratch namespace's name
-        _sh(["nsenter", "-t", str(self.host(DST).holder_pid), "-n", "ip", "-batch", str(batch)])
-        _sh(["ip", "netns", "delete", scratch])
+        run(["nsenter", "-t", str(self.host(DST).holder_pid), "-n", "ip", "-batch", str(batch)])
+        run(["ip", "netns", "delete", scratch])
 
     def _setup_uplink(self, up: Uplink) -> None:
         holder = self.host(up.host).holder_pid
-        _sh(["ip", "link", "add", UPLINK_IF, "netns", str(holder), "type", "veth", "peer", "name",
+        run(["ip", "link", "add", UPLINK_IF, "netns", str(holder), "type", "veth", "peer", "name",
              up.switch_if, "netns", self.switch_ns])
         self.run_in(up.host, ["ip", "addr", "add", f"{up.host_ip}/30", "dev", UPLINK_IF])
         self.run_in(up.host, ["ip", "link", "set", UPLINK_IF, "up"])
@@ -270,11 +230,11 @@ class VdpTestbed(Testbed):
                               "dev", UPLINK_IF])
         self.run_in(up.host, ["ip", "link", "set", VXLAN_IF, "up"])
         sw = ["ip", "-n", self.switch_ns]
-        _sh([*sw, "addr", "add", f"{up.switch_ip}/30", "dev", up.switch_if])
-        _sh([*sw, "link", "set", up.switch_if, "up"])
-        _sh([*sw, "link", "add", up.switch_vxlan, "type", "vxlan", "id", str(up.vni), "local", up.switch_ip,
+        run([*sw, "addr", "add", f"{up.switch_ip}/30", "dev", up.switch_if])
+        run([*sw, "link", "set", up.switch_if, "up"])
+        run([*sw, "link", "add", up.switch_vxlan, "type", "vxlan", "id", str(up.vni), "local", up.switch_ip,
              "remote", up.host_ip, "dstport", str(VXLAN_PORT), "dev", up.switch_if])
-        _sh([*sw, "link", "set", up.switch_vxlan, "up"])
+        run([*sw, "link", "set", up.switch_vxlan, "up"])
         # the macvtap carries the guest's MAC: without IPv6 the host sends nothing from it, so every frame
         # the switch's probe sees from that MAC is the guest's own (QEMU's self-announce)
         self.run_in(up.host, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
@@ -284,60 +244,30 @@ class VdpTestbed(Testbed):
 
     def _start_lldpad(self, host: str) -> None:
         conf = self.vdp_dir / f"lldpad-{host}.conf"
-        conf.write_text(_LLDPAD_CONF.format(ifname=VXLAN_IF))
-        log = self.lldpad_log(host).open("ab")
-        self._log_offsets[host] = log.tell()
-        try:
-            # nsenter execs: the child's pid is lldpad's, and lldpad writes it to the host's /run
-            self._lldpads[host] = subprocess.Popen(
-                ["nsenter", "-t", str(self.host(host).holder_pid), "-n", "-m", "-u",
-                 "stdbuf", "-oL", "lldpad", "-f", str(conf), "-V", "7"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
+        conf.write_text(lldpad.config("station", [VXLAN_IF]))
+        self._lldpads[host], self._log_offsets[host] = lldpad.start(
+            lldpad.host_argv(self.host(host).holder_pid, conf), self.lldpad_log(host))
 
     def restart_lldpad(self, host: str) -> None:
         """A fresh lldpad on `host`, which forgets every VSI, stuck ones included (the stuck-VSI fault: a
         station whose switch went silent during a keep-alive drops the VSI without telling libvirt and
         refuses it until restarted). The switch on its port restarts too: a fresh switch sends its LLDPDU
         at once, which hands the fresh station its VDP timers (else it waits up to 30 s for the next)."""
-        _stop(self._lldpads.pop(host))
+        stop(self._lldpads.pop(host))
         self._start_lldpad(host)
         self.restart_switch(self.switch, (host,))
-        self._wait_lldpad(host, rf"data_from_evb:{VXLAN_IF} .* evb:1$")
+        self._wait_lldpad(host, lldpad.has_evb_timers(VXLAN_IF))
 
     def recover_stuck_vsi(self, fault: StuckVsi) -> None:
         """Clears a stuck VSI the one way there is, a fresh lldpad on the fault's host: a testbed's own
         lldpad, never a real host's (there the executor only reports)."""
         self.restart_lldpad(fault.host)
 
-    def _wait_lldpad(self, host: str, pattern: str, timeout_s: float = 40.0) -> None:
+    def _wait_lldpad(self, host: str, pattern: str, what: str = "no VDP timers",
+                     timeout_s: float = 40.0) -> None:
         """Until the running lldpad's part of its log shows `pattern`."""
-        found = re.compile(pattern.encode(), re.MULTILINE)
-        deadline = time.monotonic() + timeout_s
-        while not found.search(self.lldpad_log(host).read_bytes()[self._log_offsets[host]:]):
-            proc = self._lldpads[host]
-            if proc.poll() is not None:
-                raise TestbedError(f"lldpad on {host} exited ({proc.returncode}); "
-                                   f"see {self.lldpad_log(host)}")
-            if time.monotonic() > deadline:
-                raise TestbedError(f"lldpad on {host}: no VDP timers in {timeout_s:.0f} s; "
-                                   f"see {self.lldpad_log(host)}")
-            time.sleep(0.1)
-
-    def libvirtd_pids(self, host: str) -> list[int]:
-        conf = str(self.state_dir / host / "etc" / "libvirtd.conf")
-        pids = []
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if os.path.basename(argv[0].decode(errors="replace")) == "libvirtd" and conf.encode() in argv:
-                pids.append(int(p))
-        return pids
+        lldpad.wait_log(self._lldpads[host], self.lldpad_log(host), self._log_offsets[host], pattern,
+                        who=f"on {host}", what=what, timeout_s=timeout_s)
 
     def libvirtd_netlink_ports(self, host: str) -> list[int]:
         holder = self.host(host).holder_pid
@@ -368,8 +298,7 @@ class VdpTestbed(Testbed):
                 return
             if attempt == 1:
                 so = self.vdp_dir / "time_shift.so"
-                (self.vdp_dir / "time_shift.c").write_text(_TIME_SHIFT_C)
-                _sh(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(self.vdp_dir / "time_shift.c")])
+                run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(FILES_DIR / "time_shift.c")])
             # another seed window for libnl's port block index, far from the last: neighbouring windows
             # give neighbouring blocks, and half of all blocks are negative in runs of up to 16
             self._time_shift_s = secrets.randbelow(4096) * _PORT_SEED_PERIOD_S
@@ -429,49 +358,41 @@ class VdpTestbed(Testbed):
         starts it; a later `pausecast run` may swap it)."""
         proc = self._switch_procs.pop(host, None)
         if proc is not None:
-            _stop(proc)
+            stop(proc)
         iface = next(up.switch_vxlan for up in uplinks() if up.host == host)
-        for pid in _pids_in_netns(NETNS_DIR / self.switch_ns):
-            argv = _argv(pid)
+        for pid in pids_in_netns(NETNS_DIR / self.switch_ns):
+            argv = argv_of(pid)
             if "pausecast.executor.vdp.bridge" in argv and argv[argv.index("--iface") + 1] == iface:
-                _kill_pid(pid)
+                kill_pid(pid)
 
     def stop_switch(self) -> None:
         for host in HOSTS:
             self._stop_switch_port(host)
         if _BRIDGE in self._lldpads:
-            _stop(self._lldpads.pop(_BRIDGE))
+            stop(self._lldpads.pop(_BRIDGE))
 
     def _restart_lldpad_bridge(self) -> None:
         """lldpad with evbmode "bridge" on every switch port, in a mount namespace of its own with
-        private /run and /dev/shm (vdp_lab's recipe: never the machine's /dev/shm/lldpad.state). Its
+        private /run and /dev/shm (lldpad.private_argv: never the machine's /dev/shm/lldpad.state). Its
         configuration is written first and the ports are up: lldpad fixes a port's role at start."""
         self.stop_switch()
         conf = self.vdp_dir / "lldpad-switch.conf"
-        ports = "".join(_BRIDGE_PORT_CONF.format(ifname=up.switch_vxlan, rte=ECP_RTE) for up in uplinks())
-        conf.write_text(f"nearest_customer_bridge :\n{{\n{ports}}};\n")
-        log = self.lldpad_log(_BRIDGE).open("ab")
-        self._log_offsets[_BRIDGE] = log.tell()
-        try:
-            self._lldpads[_BRIDGE] = subprocess.Popen(
-                ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", "unshare", "--mount", "--propagation",
-                 "private", "sh", "-c", _PRIVATE_LLDPAD, str(conf)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
+        conf.write_text(lldpad.config("bridge", [up.switch_vxlan for up in uplinks()], ECP_RTE))
+        self._lldpads[_BRIDGE], self._log_offsets[_BRIDGE] = lldpad.start(
+            lldpad.private_argv(NETNS_DIR / self.switch_ns, conf), self.lldpad_log(_BRIDGE))
         for up in uplinks():
-            self._wait_lldpad(_BRIDGE, rf"vdp22_create:{up.switch_vxlan} role:")
+            self._wait_lldpad(_BRIDGE, lldpad.runs_vdp(up.switch_vxlan), f"no VDP on {up.switch_vxlan}")
         self._wait_bridge_timers()
 
     def _wait_bridge_timers(self) -> None:
         """Until lldpad-bridge has the EVB timers on the ports whose station runs. It gets them when it
         hears the station's EVB TLV; until then its keep-alive timer is 10 us x 2^0 and it de-associates
-        every VSI right after answering it (vdp_lab._wait_timers)."""
+        every VSI right after answering it (lldpad.has_evb_timers)."""
         if _BRIDGE not in self._lldpads:
             return
         for up in uplinks():
             if up.host in self._lldpads:
-                self._wait_lldpad(_BRIDGE, rf"data_from_evb:{up.switch_vxlan} .* evb:1$")
+                self._wait_lldpad(_BRIDGE, lldpad.has_evb_timers(up.switch_vxlan))
 
     def status(self) -> dict[str, Any]:
         out = super().status()
@@ -479,6 +400,10 @@ class VdpTestbed(Testbed):
             running = self.running_switch()
             out["switch"] = asdict(running) if running is not None else None
         return out
+
+    def play_switch(self, spec: SwitchSpec) -> None:
+        if self.is_up() and self.running_switch() != spec:
+            self.restart_switch(spec)
 
     def running_switch(self) -> SwitchSpec | None:
         """The [switch] the emulator on the destination's port plays, from its log's start record."""
@@ -537,9 +462,9 @@ class VdpTestbed(Testbed):
     def down(self, **kw: Any) -> dict[str, Any]:
         self.stop_switch()
         if self._probe is not None:
-            _stop(self._probe)
+            stop(self._probe)
         for proc in self._lldpads.values():
-            _stop(proc)
+            stop(proc)
         self._lldpads.clear()
         lab_cleanup(self.lab_name)
         return super().down(**kw)
@@ -574,6 +499,5 @@ def testbed_for(state_dir: Path, scenario: Scenario | None = None, **config: Any
         raise ScenarioError("port_profile.type", port.type,
                             f"what the testbed in {state_dir} was brought up for: it runs {have} an 802.1Qbg "
                             "switch; 'pausecast testbed down' it first, or change the scenario")
-    if isinstance(tb, VdpTestbed) and tb.is_up() and tb.running_switch() != scenario.switch:
-        tb.restart_switch(scenario.switch)
+    tb.play_switch(scenario.switch)
     return tb

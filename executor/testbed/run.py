@@ -17,8 +17,8 @@ from ..migration.events import ensure_event_loop
 from ..migration.jobinfo import JobInfo
 from ..migration.migrate import GIVE_UP_S, Endpoints, Measurement, migrate, stuck_vsi_after
 from ..vdp.faults import StuckVsiError, qbg_instance_ids
-from .hosts import DST, SRC, Testbed, netem_available
-from .qbg import VdpTestbed
+from .hosts import DST, SRC, Testbed
+from .link import netem_available
 from .scenario_map import GuestPlan, delay_to_apply_ms, guest_for
 
 GUEST_NAME = "pausecast-guest"
@@ -48,7 +48,8 @@ def endpoints(tb: Testbed, rtt_ms: float) -> Endpoints:
 
 
 def _lldpad_log(tb: Testbed, host: str) -> str:
-    return str(tb.lldpad_log(host)) if isinstance(tb, VdpTestbed) else ""
+    log = tb.lldpad_log(host)
+    return "" if log is None else str(log)
 
 
 def _start_guest(tb: Testbed, name: str, plan: GuestPlan) -> None:
@@ -81,11 +82,11 @@ def run_on_testbed(tb: Testbed, scenario: Scenario, *, name: str = GUEST_NAME,
     try:
         m = run()
     except StuckVsiError as exc:
-        if not (recover and isinstance(tb, VdpTestbed)):
+        if not (recover and tb.recovers_port_faults):
             raise
         fault = exc.fault
     else:
-        if not (m.record.failure and m.port_fault and recover and isinstance(tb, VdpTestbed)):
+        if not (m.record.failure and m.port_fault and recover and tb.recovers_port_faults):
             return m
         fault = m.port_fault
     print(f"pausecast: {fault.diagnosis}; the testbed does so and runs again once", file=sys.stderr)

@@ -18,7 +18,6 @@ from tqdm import tqdm
 from ..analysis.calibration import COLD_START_RULE, cold_start_runs, combine, overheads_of
 from ..analysis.validation import median_finite
 from ..executor.migration.migrate import ExecutorError
-from ..executor.testbed.qbg import VdpTestbed
 from ..executor.testbed.run import GUEST_NAME
 from ..models.errors import ScenarioError
 from ..models.files import load_scenario, scenario_from_dict
@@ -219,7 +218,7 @@ def _switch_port(args: argparse.Namespace):
 
     if args.testbed:
         tb = testbed_for(Path(args.state_dir))
-        if not (tb.is_up() and isinstance(tb, VdpTestbed)):
+        if not (tb.is_up() and tb.nic_port == "802.1Qbg"):
             raise ExecutorError(f"no 802.1Qbg testbed up in {args.state_dir}: start one with "
                                 "'pausecast testbed up --scenario examples/testbed-qbg.toml'")
         nic = Nic("direct", NIC_MAC, VXLAN_IF, "802.1Qbg", (MANAGER_ID, TYPE_ID, TYPE_ID_VERSION))
