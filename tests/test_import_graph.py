@@ -12,16 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"models": "pausecast.models", "sim": "pausecast.sim", "executor": "pausecast.executor",
             "pausecast": "pausecast"}
 
-# (importer, module, private name) being removed in h-testbed
-KNOWN_PRIVATE = {
-    ("pausecast.executor.testbed.qbg", "pausecast.executor.testbed.hosts", "_argv"),
-    ("pausecast.executor.testbed.qbg", "pausecast.executor.testbed.lab", "_PRIVATE_LLDPAD"),
-    ("pausecast.executor.testbed.qbg", "pausecast.executor.testbed.lab", "_kill_pid"),
-    ("pausecast.executor.testbed.qbg", "pausecast.executor.testbed.lab", "_pids_in_netns"),
-    ("pausecast.executor.testbed.qbg", "pausecast.executor.testbed.lab", "_stop"),
-}
-
-
 def _modules() -> dict[str, Path]:
     """Every module of the package by its dotted name (folders without __init__.py hold data)."""
     out = {}
@@ -150,4 +140,4 @@ def test_no_import_circle():
 def test_no_private_name_from_another_module():
     private = {(m, target, name) for m, found in IMPORTS.items() for target, name, _ in found
                if name is not None and name.startswith("_")}
-    assert private - KNOWN_PRIVATE == set()
+    assert private == set()
