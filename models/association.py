@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from .scenario import SwitchSpec
-from .units import ms_to_s
-
 
 def observed_latency_s(latency_s: float, poll_interval_s: float, timeout_s: float) -> float | None:
     """The latency libvirt observes, or None when it gives up first (silent switch: latency inf)."""
@@ -30,16 +25,3 @@ def waits_for_switch(port_type: str, request: str) -> bool:
         return request == "preassociate"
     return True
 
-
-def sample_service_s(spec: SwitchSpec, rng: np.random.Generator | None) -> float:
-    """One service time of the switch: constant, exponential, or lognormal with the spec's mean and
-    coefficient of variation. Shared by the simulated switch and the emulated one."""
-    mean, dist = ms_to_s(spec.service_time_ms), spec.service_distribution
-    if dist == "constant" or mean == 0:
-        return mean
-    if rng is None:
-        raise ValueError("a random service time needs the run's generator")
-    if dist == "exponential":
-        return float(rng.exponential(mean))
-    sigma2 = math.log1p(spec.service_cv**2)
-    return float(rng.lognormal(math.log(mean) - sigma2 / 2, math.sqrt(sigma2)))

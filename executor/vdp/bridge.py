@@ -11,9 +11,10 @@ It plays what lldpad does with `evbmode = "bridge"` (lldpad 1.1, qbg/ecp22.c and
   servers; the same mode again is a keep-alive, answered at once; a de-associate of an unknown VSI is
   acknowledged at once; a request for a VSI still in service, or with other filters, is dropped. A VSI
   that sends no keep-alive for the bridge's keep-alive time is de-associated by the switch.
-- Servers: `capacity` requests in service at once, first come first served, each for a service time
-  drawn from the scenario's distribution (the simulator's sampler); Poisson background requests from
-  other tenants take servers too. Keep-alives bypass the servers, as in lldpad.
+- Servers: the simulator's queue (models/switch_queue.py) on this clock: `capacity` requests in service
+  at once, first come first served, each for a service time drawn from the scenario's distribution;
+  Poisson background requests from other tenants take servers too. Keep-alives bypass the servers, as
+  in lldpad.
 - Modes: answer; refuse (pre-associate / associate answered with a de-associate carrying "no
   resources", the way lldpad's bridge refuses; de-associates still succeed); silent (acks ECP, never
   answers VDP). lldpad's bridge is never silent: its resource check answers at once (only a debug build
@@ -54,9 +55,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ...models.association import sample_service_s
 from ...models.errors import ScenarioError
 from ...models.scenario import SwitchSpec, scenario_from_dict
+from ...models.switch_queue import Service, SwitchQueue, answers, refuses
 from ...models.units import ms_to_s, s_to_ms
 from .wire import (
     ECP_SUBTYPE_VDP,
@@ -106,14 +107,13 @@ def keepalive_timeout_s(evb: EvbTlv) -> float:
     return ((1 + 2 * evb.retries) * exponent_s(evb.rte) + exponent_s(evb.rka)) * 1.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Job:
-    """A request occupying a server: a station's (number, VSI key, TLV) or, all None, another tenant's."""
+    """A station's request at the servers: its number, VSI key and TLV."""
 
-    arrival_s: float
-    request: int | None = None
-    key: tuple = ()
-    tlv: VsiTlv | None = None
+    request: int
+    key: tuple
+    tlv: VsiTlv
 
 
 @dataclass
@@ -147,7 +147,6 @@ class Bridge:
         mac_to_bytes(mac)
         self.mac = mac
         self.spec = spec
-        self.rng = rng
         self.policy = policy or EvbTlv()
         self.evb = self.policy  # the timers in force: the policy until a station is heard
         self.lldp_interval_s = lldp_interval_s
@@ -163,8 +162,7 @@ class Bridge:
         self._tx_queue: deque[_Pending] = deque()
         self._in_flight: _Pending | None = None
         self._last_tx_s = -math.inf
-        self._busy_servers = 0
-        self._waiting: deque[_Job] = deque()
+        self.queue: SwitchQueue[_Job] = SwitchQueue(spec, rng)
         self._vsis: dict[tuple, _Vsi] = {}
         self._neighbours: set[str] = set()
 
@@ -176,7 +174,7 @@ class Bridge:
         if self.lldp_interval_s > 0:
             self._send_lldp(now_s)
         if self.spec.background_load_per_s > 0:
-            self._after(now_s, self._background_gap_s(), self._background_arrival)
+            self._after(now_s, self.queue.background_gap_s(), self._background_arrival)
 
     def next_deadline_s(self) -> float | None:
         while self._timers and self._timers[0][1] in self._cancelled:
@@ -291,7 +289,7 @@ class Bridge:
         if tlv.is_response:
             self._log(now_s, "ignored", req=request, why="a station sent a response")
             return
-        if self.spec.mode == "silent":
+        if not answers(self.spec):
             self._log(now_s, "ignored", req=request, why="silent switch")
             return
         key = (manager_id, tlv.type_id, tlv.type_id_version, tlv.id_format, tlv.vsi_id, tlv.filter_format)
@@ -314,13 +312,13 @@ class Bridge:
             return
         self._cancel(vsi.keepalive_timer)
         vsi.busy = True
-        self._enqueue(_Job(now_s, request, key, tlv), now_s)
+        self._serve(self.queue.arrive(_Job(request, key, tlv), now_s), now_s)
 
     def _answer(self, job: _Job, now_s: float) -> None:
-        assert job.tlv is not None
         vsi = self._vsis[job.key]
         vsi.busy = False
-        refused = self.spec.mode == "refuse" and job.tlv.mode != VdpMode.DEASSOCIATE
+        # lldpad's bridge refuses for want of resources, which a de-associate gives back
+        refused = refuses(self.spec) and job.tlv.mode != VdpMode.DEASSOCIATE
         reply = job.tlv.answered(REFUSAL, mode=VdpMode.DEASSOCIATE) if refused else job.tlv.answered()
         if reply.mode == VdpMode.DEASSOCIATE:
             del self._vsis[job.key]
@@ -345,35 +343,27 @@ class Bridge:
 
     # --- servers -----------------------------------------------------------------------------------
 
-    def _enqueue(self, job: _Job, now_s: float) -> None:
-        self._waiting.append(job)
-        self._dispatch(now_s)
+    def _serve(self, service: Service[_Job] | None, now_s: float) -> None:
+        """Times the end of a service that started now."""
+        if service is None:
+            return
+        if service.job is not None:
+            self._log(now_s, "service", req=service.job.request, wait_ms=round(s_to_ms(service.wait_s), 3),
+                      service_ms=round(s_to_ms(service.service_s), 3), busy=self.queue.busy,
+                      queued=self.queue.queued)
+        self._after(now_s, service.service_s, lambda t: self._finish(service, t))
 
-    def _dispatch(self, now_s: float) -> None:
-        while self._waiting and self._busy_servers < self.spec.capacity:
-            started = self._waiting.popleft()
-            self._busy_servers += 1
-            service_s = sample_service_s(self.spec, self.rng)
-            if started.request is not None:
-                self._log(now_s, "service", req=started.request,
-                          wait_ms=round(s_to_ms(now_s - started.arrival_s), 3),
-                          service_ms=round(s_to_ms(service_s), 3), busy=self._busy_servers,
-                          queued=len(self._waiting))
-            self._after(now_s, service_s, lambda t, done=started: self._finish(done, t))
-
-    def _finish(self, job: _Job, now_s: float) -> None:
-        self._busy_servers -= 1
-        if job.request is not None:
-            self._answer(job, now_s)
-        self._dispatch(now_s)
-
-    def _background_gap_s(self) -> float:
-        return float(self.rng.exponential(1.0 / self.spec.background_load_per_s))
+    def _finish(self, service: Service[_Job], now_s: float) -> None:
+        started = self.queue.finish(now_s)
+        if service.job is not None:
+            self._answer(service.job, now_s)
+        self._serve(started, now_s)
 
     def _background_arrival(self, now_s: float) -> None:
-        self._log(now_s, "background", busy=self._busy_servers, queued=len(self._waiting))
-        self._enqueue(_Job(now_s), now_s)
-        self._after(now_s, self._background_gap_s(), self._background_arrival)
+        self._log(now_s, "background", busy=self.queue.busy, queued=self.queue.queued)
+        self._serve(self.queue.arrive(None, now_s), now_s)
+        # the next gap after this arrival's service time: the emulator's order of draws (see the queue)
+        self._after(now_s, self.queue.background_gap_s(), self._background_arrival)
 
     # --- LLDP --------------------------------------------------------------------------------------
 
