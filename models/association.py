@@ -1,10 +1,16 @@
 """How libvirt sees a port-profile request (virnetdevvportprofile.c): it sends the request, reads the
-status at once and then every 125 ms, and gives up after 10 s. So a switch that answers after L
-seconds is seen after ceil(L / poll) polls, and one slower than the timeout fails the call."""
+status at once and then every 125 ms, and gives up after 10 s (the constants below: the executor's
+netlink station polls with them). So a switch that answers after L seconds is seen after
+ceil(L / poll) polls, and one slower than the timeout fails the call."""
 
 from __future__ import annotations
 
 import math
+
+# libvirt src/util/virnetdevvportprofile.c: STATUS_POLL_INTERVL_USEC, 1/8 s between status reads
+STATUS_POLL_INTERVAL_MS = 125.0
+# libvirt src/util/virnetdevvportprofile.c: STATUS_POLL_TIMEOUT_USEC, 10 s before the call fails
+STATUS_POLL_TIMEOUT_S = 10.0
 
 
 def observed_latency_s(latency_s: float, poll_interval_s: float, timeout_s: float) -> float | None:
