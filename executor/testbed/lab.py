@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...models.scenario import SwitchSpec
-from ..vdp.bridge import switch_argv
+from ..vdp.serve import switch_argv
 
 if TYPE_CHECKING:
     from ..vdp.station import LldpadClient

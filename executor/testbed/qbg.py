@@ -44,8 +44,9 @@ from ...models.errors import ScenarioError
 from ...models.scenario import Scenario, SwitchSpec
 from ..migration.measure import PortObservation
 from ..migration.migrate import PortObserver
-from ..vdp.bridge import spec_from_log_start, switch_argv
+from ..vdp.bridge import spec_from_log_start
 from ..vdp.faults import StuckVsi
+from ..vdp.serve import switch_argv
 from .hosts import DST, HOSTS, Testbed, TestbedError, _argv
 from .lab import _PRIVATE_LLDPAD, NETNS_DIR, PREFIX, _kill_pid, _pids_in_netns, _stop
 from .lab import cleanup as lab_cleanup

@@ -28,43 +28,31 @@ It plays what lldpad does with `evbmode = "bridge"` (lldpad 1.1, qbg/ecp22.c and
   lldpad's bridge, the emulator then runs with the larger of its own and the station's timers.
 
 Every frame-level event, request and response is logged as a JSON line with its time.
-`Bridge` is the protocol without I/O (frames and a clock in, frames and log records out); `serve`
-runs it on an AF_PACKET socket.
+`Bridge` is the protocol without I/O (frames and a clock in, frames and log records out); serve.py
+runs it on an AF_PACKET socket, as this command:
 
     python -m pausecast.executor.vdp.bridge --iface sw0 --service-time-ms 300 --log switch.jsonl
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import itertools
-import json
 import math
-import select
-import signal
-import socket
-import struct
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
-from ...models.errors import ScenarioError
-from ...models.scenario import SwitchSpec, scenario_from_dict
+from ...models.scenario import SwitchSpec
 from ...models.switch_queue import Service, SwitchQueue, answers, refuses
-from ...models.units import ms_to_s, s_to_ms
+from ...models.units import s_to_ms
 from .wire import (
     ECP_SUBTYPE_VDP,
     ECP_VERSION,
-    ETH_P_ECP,
-    ETH_P_LLDP,
-    NEAREST_CUSTOMER_BRIDGE,
     EcpFrame,
     EcpOp,
     EvbTlv,
@@ -86,15 +74,13 @@ from .wire import (
 )
 
 LLDP_INTERVAL_S = 30.0  # lldpad msgTxInterval
+# the [switch] fields the emulator plays; the spec's poll interval and timeout are libvirt's
+EMULATED_FIELDS = ("service_time_ms", "service_distribution", "service_cv", "capacity",
+                   "background_load_per_s", "mode")
 REFUSAL = VdpError.NO_RESOURCES
 # lldpad's station hands each ECP payload to VDP 2 ms later through one buffer (vdp22.c data_from_ecp,
 # vdp22sm.c vdp22_from_ecp22): a second reply inside those 2 ms overwrites the first. Space them.
 MIN_GAP_S = 0.003
-# linux/if_packet.h; Python does not export them
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_MULTICAST = 0
-PACKET_OUTGOING = 4
 
 
 def exponent_s(exp: int) -> float:
@@ -169,7 +155,8 @@ class Bridge:
     # --- clock -------------------------------------------------------------------------------------
 
     def start(self, now_s: float) -> None:
-        self._log(now_s, "start", mac=self.mac, **_spec_fields(self.spec), evb=self.policy.encode().hex(),
+        played = {name: getattr(self.spec, name) for name in EMULATED_FIELDS}
+        self._log(now_s, "start", mac=self.mac, **played, evb=self.policy.encode().hex(),
                   first_sequence=next_sequence(self._tx_sequence))
         if self.lldp_interval_s > 0:
             self._send_lldp(now_s)
@@ -395,121 +382,12 @@ class Bridge:
         self._log(now_s, "lldp-send", evb=self.evb.encode().hex())
 
 
-def _spec_fields(spec: SwitchSpec) -> dict[str, Any]:
-    """The switch's own parameters; the spec's poll interval and timeout are libvirt's."""
-    return {"service_time_ms": spec.service_time_ms, "service_distribution": spec.service_distribution,
-            "service_cv": spec.service_cv, "capacity": spec.capacity,
-            "background_load_per_s": spec.background_load_per_s, "mode": spec.mode}
-
-
 def spec_from_log_start(record: dict[str, Any]) -> SwitchSpec:
     """The [switch] an emulator runs as, read back from its log's start record."""
-    return SwitchSpec(**{name: record[name] for name in _spec_fields(SwitchSpec())})
+    return SwitchSpec(**{name: record[name] for name in EMULATED_FIELDS})
 
 
-# ---------------------------------------------------------------------------------------------------
-# the port
+if __name__ == "__main__":  # the command keeps the module's name; its socket loop and options are serve.py's
+    from .serve import main
 
-
-def open_port(iface: str, ethertype: int) -> socket.socket:
-    """A raw socket on `iface` for one ethertype, joined to the group address (a real NIC filters it)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
-    sock.bind((iface, ethertype))
-    ifindex = socket.if_nametoindex(iface)
-    mreq = struct.pack("iHH8s", ifindex, PACKET_MR_MULTICAST, 6, mac_to_bytes(NEAREST_CUSTOMER_BRIDGE))
-    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-    sock.setblocking(False)
-    return sock
-
-
-def port_mac(sock: socket.socket) -> str:
-    return mac_from_bytes(sock.getsockname()[4])
-
-
-def serve(ecp: socket.socket, lldp: socket.socket, bridge: Bridge, log: TextIO,
-          stop: Callable[[], bool]) -> None:
-    """Runs the bridge on the port's ECP and LLDP sockets until `stop()`; log records get a wall-clock
-    time `t`. Frames go out through the ECP socket (its binding only filters what comes in)."""
-    epoch_offset_s = time.time() - time.monotonic()
-    handlers = {ecp: bridge.receive, lldp: bridge.receive_lldp}
-
-    def flush() -> None:
-        for frame in bridge.outbox:
-            ecp.send(frame)
-        bridge.outbox.clear()
-        for record in bridge.records:
-            log.write(json.dumps({"t": round(record["mono_s"] + epoch_offset_s, 6), **record}) + "\n")
-        bridge.records.clear()
-        log.flush()
-
-    bridge.start(time.monotonic())
-    flush()
-    while not stop():
-        deadline = bridge.next_deadline_s()
-        wait_s = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
-        readable, _, _ = select.select(list(handlers), [], [], wait_s)
-        for sock in readable:
-            while True:
-                try:
-                    raw, addr = sock.recvfrom(65536)
-                except BlockingIOError:
-                    break
-                if addr[2] != PACKET_OUTGOING:
-                    handlers[sock](raw, time.monotonic())
-                    flush()  # the ack first: lldpad's station resends after 2.56 ms
-        bridge.advance(time.monotonic())
-        flush()
-    bridge.records.append({"mono_s": round(time.monotonic(), 6), "event": "stop"})
-    flush()
-
-
-def switch_argv(iface: str, spec: SwitchSpec, log_path: Path, seed: int = 0) -> list[str]:
-    """The command that runs the emulator for a scenario's [switch] (to start inside a namespace)."""
-    return [sys.executable, "-m", "pausecast.executor.vdp.bridge", "--iface", iface, "--log", str(log_path),
-            "--seed", str(seed), "--service-time-ms", repr(spec.service_time_ms),
-            "--service-distribution", spec.service_distribution, "--service-cv", repr(spec.service_cv),
-            "--capacity", str(spec.capacity), "--background-load-per-s", repr(spec.background_load_per_s),
-            "--mode", spec.mode]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pausecast.executor.vdp.bridge",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iface", required=True, help="the switch's port (run inside its namespace)")
-    parser.add_argument("--log", required=True, type=Path, help="JSON-lines log of requests and responses")
-    parser.add_argument("--seed", type=int, default=0, help="seeds service times, background load, sequence")
-    defaults = SwitchSpec()
-    for name in ("service_time_ms", "service_distribution", "service_cv", "capacity", "background_load_per_s",
-                 "mode"):
-        parser.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name),
-                            type=type(getattr(defaults, name)), help=f"[switch] {name}")
-    timers = EvbTlv()
-    parser.add_argument("--ecp-retries", type=int, default=timers.retries, help="ECP resends (lldpad: 3)")
-    parser.add_argument("--ecp-rte", type=int, default=timers.rte, help="ECP ack timer exponent (lldpad: 8)")
-    parser.add_argument("--vdp-rwd", type=int, default=timers.rwd, help="resource wait exponent (lldpad: 20)")
-    parser.add_argument("--vdp-rka", type=int, default=timers.rka, help="keep-alive exponent (lldpad: 20)")
-    parser.add_argument("--lldp-interval-s", type=float, default=LLDP_INTERVAL_S, help="0: send no LLDP")
-    parser.add_argument("--min-gap-ms", type=float, default=s_to_ms(MIN_GAP_S),
-                        help="least time between two VDP replies (lldpad's station needs 2 ms)")
-    args = parser.parse_args(argv)
-    try:
-        given = {name: getattr(args, name) for name in _spec_fields(defaults)}
-        spec = scenario_from_dict({"switch": given}).switch
-        evb = EvbTlv(retries=args.ecp_retries, rte=args.ecp_rte, rwd=args.vdp_rwd, rka=args.vdp_rka)
-        evb.encode()
-    except (ScenarioError, WireError) as exc:
-        print(f"vdp_switch: {exc}", file=sys.stderr)
-        return 2
-    stopping = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.append(True))
-    with open_port(args.iface, ETH_P_ECP) as ecp, open_port(args.iface, ETH_P_LLDP) as lldp, \
-            args.log.open("a") as log:
-        bridge = Bridge(port_mac(ecp), spec, np.random.default_rng(args.seed), evb, args.lldp_interval_s,
-                        ms_to_s(args.min_gap_ms))
-        serve(ecp, lldp, bridge, log, lambda: bool(stopping))
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())
