@@ -1,15 +1,16 @@
 """How libvirt sees a port-profile request (virnetdevvportprofile.c): it sends the request, reads the
-status at once and then every 125 ms, and gives up after 10 s. So a switch that answers after L
-seconds is seen after ceil(L / poll) polls, and one slower than the timeout fails the call."""
+status at once and then every 125 ms, and gives up after 10 s (the constants below: the executor's
+netlink station polls with them). So a switch that answers after L seconds is seen after
+ceil(L / poll) polls, and one slower than the timeout fails the call."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from .scenario import SwitchSpec
-from .units import ms_to_s
+# libvirt src/util/virnetdevvportprofile.c: STATUS_POLL_INTERVL_USEC, 1/8 s between status reads
+STATUS_POLL_INTERVAL_MS = 125.0
+# libvirt src/util/virnetdevvportprofile.c: STATUS_POLL_TIMEOUT_USEC, 10 s before the call fails
+STATUS_POLL_TIMEOUT_S = 10.0
 
 
 def observed_latency_s(latency_s: float, poll_interval_s: float, timeout_s: float) -> float | None:
@@ -30,16 +31,3 @@ def waits_for_switch(port_type: str, request: str) -> bool:
         return request == "preassociate"
     return True
 
-
-def sample_service_s(spec: SwitchSpec, rng: np.random.Generator | None) -> float:
-    """One service time of the switch: constant, exponential, or lognormal with the spec's mean and
-    coefficient of variation. Shared by the simulated switch and the emulated one."""
-    mean, dist = ms_to_s(spec.service_time_ms), spec.service_distribution
-    if dist == "constant" or mean == 0:
-        return mean
-    if rng is None:
-        raise ValueError("a random service time needs the run's generator")
-    if dist == "exponential":
-        return float(rng.exponential(mean))
-    sigma2 = math.log1p(spec.service_cv**2)
-    return float(rng.lognormal(math.log(mean) - sigma2 / 2, math.sqrt(sigma2)))

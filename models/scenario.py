@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import identity
+from .association import STATUS_POLL_INTERVAL_MS, STATUS_POLL_TIMEOUT_S
 from .overheads import load_overheads_profile
 from .schema import spec
 
@@ -108,10 +109,9 @@ class SwitchSpec:
     background_load_per_s: float = spec(0.0, lo=0.0)
     # answer | refuse (answers with an error) | silent (never answers)
     mode: str = spec("answer", choices=("answer", "refuse", "silent"))
-    # libvirt virnetdevvportprofile.c: STATUS_POLL_INTERVL_USEC = 1/8 s
-    poll_interval_ms: float = spec(125.0, lo=0.0, lo_open=True)
-    # libvirt virnetdevvportprofile.c: STATUS_POLL_TIMEOUT_USEC = 10 s
-    timeout_s: float = spec(10.0, lo=0.0, lo_open=True)
+    # libvirt's status polling (models/association.py)
+    poll_interval_ms: float = spec(STATUS_POLL_INTERVAL_MS, lo=0.0, lo_open=True)
+    timeout_s: float = spec(STATUS_POLL_TIMEOUT_S, lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)

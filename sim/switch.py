@@ -1,9 +1,9 @@
 """The switch that answers port-profile requests, as a queueing server in SimPy.
 
-`capacity` requests are served at once; the rest queue in arrival order. Other tenants' requests
-arrive as a Poisson stream and compete for the same capacity. A refusing switch answers with an
-error; a silent one never answers. Every request's wait and service time is kept for reports and
-for checking the queue against M/M/c theory.
+The queue itself (servers, first come first served, service times, other tenants' Poisson load) is
+models/switch_queue.py; this runs it in simulated time: a service's end is a SimPy timeout, an answer
+a SimPy event. A refusing switch answers with an error; a silent one never answers. Every request's
+wait and service time is kept for reports and for checking the queue against M/M/c theory.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from ..models.association import observed_latency_s, sample_service_s
+from ..models.association import observed_latency_s
 from ..models.scenario import SwitchSpec
+from ..models.switch_queue import Service, SwitchQueue, answers, refuses
 from ..models.units import ms_to_s
 
 
@@ -26,13 +27,11 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class Served:
-    """One request the switch took: who asked, when, how long it queued and was served."""
+class Request:
+    """One of our requests at the switch: what it asks and the event its answer fires."""
 
     kind: str
-    arrival_s: float
-    wait_s: float
-    service_s: float
+    answered: simpy.Event
 
 
 @dataclass(frozen=True)
@@ -49,9 +48,8 @@ class Switch:
     def __init__(self, env: simpy.Environment, spec: SwitchSpec, rng: np.random.Generator | None) -> None:
         self.env = env
         self.spec = spec
-        self.rng = rng
-        self.server = simpy.Resource(env, capacity=spec.capacity)
-        self.served: list[Served] = []
+        self.queue: SwitchQueue[Request] = SwitchQueue(spec, rng)
+        self.served: list[Service[Request]] = []
         self.peak_queue = 0
         if spec.background_load_per_s > 0:
             env.process(self._background())
@@ -68,28 +66,34 @@ class Switch:
         return min(60.0, max(5.0, 200.0 / rate, 20.0 * self.mean_service_s))
 
     def _background(self):
-        rate = self.spec.background_load_per_s
+        gap_s = self.queue.background_gap_s()
         while True:
-            yield self.env.timeout(float(self.rng.exponential(1.0 / rate)))
-            self.env.process(self._serve("background", None))
+            yield self.env.timeout(gap_s)
+            gap_s = self.queue.background_gap_s()  # before this arrival's service time: see the queue
+            self._arrive(None)
 
-    def _serve(self, kind: str, answered: simpy.Event | None):
-        arrival = self.env.now
-        with self.server.request() as slot:
-            self.peak_queue = max(self.peak_queue, len(self.server.queue))
-            yield slot
-            wait = self.env.now - arrival
-            service = sample_service_s(self.spec, self.rng)
-            yield self.env.timeout(service)
-        self.served.append(Served(kind, arrival, wait, service))
-        if answered is not None:
-            answered.succeed(Answer(self.spec.mode == "answer", self.env.now - arrival, wait))
+    def _arrive(self, request: Request | None) -> None:
+        started = self.queue.arrive(request, self.env.now)
+        self.peak_queue = max(self.peak_queue, self.queue.queued)
+        self._serve(started)
+
+    def _serve(self, service: Service[Request] | None) -> None:
+        if service is not None:
+            self.env.timeout(service.service_s).callbacks.append(lambda _: self._finish(service))
+
+    def _finish(self, service: Service[Request]) -> None:
+        started = self.queue.finish(self.env.now)
+        self.served.append(service)
+        if service.job is not None:
+            latency_s = self.env.now - service.arrival_s
+            service.job.answered.succeed(Answer(not refuses(self.spec), latency_s, service.wait_s))
+        self._serve(started)
 
     def request(self, kind: str) -> simpy.Event:
         """Sends a request; the event fires with an `Answer` when the switch answers (never, if silent)."""
         answered = self.env.event()
-        if self.spec.mode != "silent":
-            self.env.process(self._serve(kind, answered))
+        if answers(self.spec):
+            self._arrive(Request(kind, answered))
         return answered
 
     def libvirt_request(self, kind: str):

@@ -29,13 +29,13 @@ from pausecast.executor.migration.measure import Observations, PortObservation, 
 from pausecast.executor.testbed.guest_domain import STRIDE_ONE
 from pausecast.executor.testbed.scenario_map import RESERVED_MIB, delay_to_apply_ms, guest_for
 from pausecast.models import switchover as rule
-from pausecast.models.association import sample_service_s
 from pausecast.models.dirty import ConstantDirty, dirty_model_for
 from pausecast.models.errors import ScenarioError
 from pausecast.models.fieldpaths import get_value
 from pausecast.models.overheads import OVERHEAD_FIELDS, load_overheads_profile
 from pausecast.models.record import Measured, MigrationRecord
 from pausecast.models.scenario import SwitchSpec
+from pausecast.models.switch_queue import sample_service_s
 from pausecast.models.units import s_to_ms
 from pausecast.runs.json_text import strict_json
 from pausecast.sim import fast, predict

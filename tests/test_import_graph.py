@@ -1,6 +1,8 @@
 """The import graph of the package: no circle between its modules, and no private name taken from
 another module. Read from the source with `ast`, so an import inside a function counts as much as one
-at the top; only imports under `if TYPE_CHECKING:` (never run) are left out of the circle check."""
+at the top. Left out of the circle check: imports under `if TYPE_CHECKING:` (never run), and under
+`if __name__ == "__main__":`, which run in the module object `__main__` (the file run as a command),
+not in the module the graph names, so they close no circle."""
 
 from __future__ import annotations
 
@@ -34,6 +36,11 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def _is_main_guard(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators))
+
+
 def _imports(module: str, path: Path) -> list[tuple[str, str | None, bool]]:
     """(imported module, the name the import binds from it or None for `import x`, only under
     TYPE_CHECKING) for each project import in the file, at any depth."""
@@ -58,7 +65,7 @@ def _imports(module: str, path: Path) -> list[tuple[str, str | None, bool]]:
                     found.append((submodule, alias.name, typing_only))
                 elif source in MODULES:
                     found.append((source, alias.name, typing_only))
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if isinstance(node, ast.If) and (_is_type_checking(node.test) or _is_main_guard(node.test)):
             for child in node.body:
                 visit(child, True)
             for child in node.orelse:
@@ -121,9 +128,11 @@ def test_imports_under_type_checking_are_marked(tmp_path):
     source = tmp_path / "probe.py"
     source.write_text("from typing import TYPE_CHECKING\n"
                       "if TYPE_CHECKING:\n    from .scenario import Scenario\n"
-                      "def f():\n    from . import units\n    from .. import __version__\n")
+                      "def f():\n    from . import units\n    from .. import __version__\n"
+                      "if __name__ == '__main__':\n    from .files import main\n")
     assert _imports("pausecast.models.probe", source) == [
-        ("pausecast.models.scenario", "Scenario", True), ("pausecast.models.units", "units", False)]
+        ("pausecast.models.scenario", "Scenario", True), ("pausecast.models.units", "units", False),
+        ("pausecast.models.files", "main", True)]
 
 
 def test_a_circle_is_found():

@@ -18,7 +18,8 @@ import pytest
 from pyroute2.netns import create_socket
 
 from pausecast.executor.testbed.lab import NETNS_DIR, STATION_IF, SWITCH_MAC, VdpLab, cleanup
-from pausecast.executor.vdp.bridge import Bridge, keepalive_timeout_s, switch_argv
+from pausecast.executor.vdp.bridge import Bridge, keepalive_timeout_s
+from pausecast.executor.vdp.serve import switch_argv
 from pausecast.executor.vdp.station import PortRequest, VsiProfile
 from pausecast.executor.vdp.wire import (
     ETH_P_ECP,
@@ -319,7 +320,7 @@ def test_switch_argv_carries_the_scenario_switch_section():
 
 
 def test_bad_switch_parameters_exit_2_with_one_line(capsys):
-    from pausecast.executor.vdp.bridge import main
+    from pausecast.executor.vdp.serve import main
 
     assert main(["--iface", "lo", "--log", "/dev/null", "--capacity", "0"]) == 2
     assert capsys.readouterr().err.strip() == "vdp_switch: switch.capacity = 0: allowed range [1, inf)"

@@ -21,9 +21,9 @@ from pausecast.executor.testbed.hosts import DST, SRC
 from pausecast.executor.testbed.qbg import VdpTestbed
 from pausecast.executor.testbed.run import run_on_testbed
 from pausecast.executor.vdp.faults import StuckVsiError, drops
-from pausecast.models.association import sample_service_s
 from pausecast.models.files import load_scenario
 from pausecast.models.scenario import SwitchSpec
+from pausecast.models.switch_queue import sample_service_s
 from pausecast.models.units import s_to_ms
 from pausecast.sim.engine import predict
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...models.scenario import SwitchSpec
-from ..vdp.bridge import switch_argv
+from ..vdp.serve import switch_argv
 from . import lldpad
 from .procs import TestbedError, kill_pid, pids_in_netns, run, stop
 

@@ -24,10 +24,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..vdp.wire import mac_from_bytes, mac_to_bytes
+from ..vdp.wire import PACKET_OUTGOING, mac_from_bytes, mac_to_bytes
 
 ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4  # linux/if_packet.h
 
 
 def frame_record(raw: bytes, iface: str, t_s: float, macs: frozenset[str]) -> dict[str, Any] | None:

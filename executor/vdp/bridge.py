@@ -11,9 +11,10 @@ It plays what lldpad does with `evbmode = "bridge"` (lldpad 1.1, qbg/ecp22.c and
   servers; the same mode again is a keep-alive, answered at once; a de-associate of an unknown VSI is
   acknowledged at once; a request for a VSI still in service, or with other filters, is dropped. A VSI
   that sends no keep-alive for the bridge's keep-alive time is de-associated by the switch.
-- Servers: `capacity` requests in service at once, first come first served, each for a service time
-  drawn from the scenario's distribution (the simulator's sampler); Poisson background requests from
-  other tenants take servers too. Keep-alives bypass the servers, as in lldpad.
+- Servers: the simulator's queue (models/switch_queue.py) on this clock: `capacity` requests in service
+  at once, first come first served, each for a service time drawn from the scenario's distribution;
+  Poisson background requests from other tenants take servers too. Keep-alives bypass the servers, as
+  in lldpad.
 - Modes: answer; refuse (pre-associate / associate answered with a de-associate carrying "no
   resources", the way lldpad's bridge refuses; de-associates still succeed); silent (acks ECP, never
   answers VDP). lldpad's bridge is never silent: its resource check answers at once (only a debug build
@@ -27,44 +28,31 @@ It plays what lldpad does with `evbmode = "bridge"` (lldpad 1.1, qbg/ecp22.c and
   lldpad's bridge, the emulator then runs with the larger of its own and the station's timers.
 
 Every frame-level event, request and response is logged as a JSON line with its time.
-`Bridge` is the protocol without I/O (frames and a clock in, frames and log records out); `serve`
-runs it on an AF_PACKET socket.
+`Bridge` is the protocol without I/O (frames and a clock in, frames and log records out); serve.py
+runs it on an AF_PACKET socket, as this command:
 
     python -m pausecast.executor.vdp.bridge --iface sw0 --service-time-ms 300 --log switch.jsonl
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import itertools
-import json
 import math
-import select
-import signal
-import socket
-import struct
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
-from ...models.association import sample_service_s
-from ...models.errors import ScenarioError
-from ...models.files import scenario_from_dict
 from ...models.scenario import SwitchSpec
-from ...models.units import ms_to_s, s_to_ms
+from ...models.switch_queue import Service, SwitchQueue, answers, refuses
+from ...models.units import s_to_ms
 from .wire import (
     ECP_SUBTYPE_VDP,
     ECP_VERSION,
-    ETH_P_ECP,
-    ETH_P_LLDP,
-    NEAREST_CUSTOMER_BRIDGE,
     EcpFrame,
     EcpOp,
     EvbTlv,
@@ -86,15 +74,13 @@ from .wire import (
 )
 
 LLDP_INTERVAL_S = 30.0  # lldpad msgTxInterval
+# the [switch] fields the emulator plays; the spec's poll interval and timeout are libvirt's
+EMULATED_FIELDS = ("service_time_ms", "service_distribution", "service_cv", "capacity",
+                   "background_load_per_s", "mode")
 REFUSAL = VdpError.NO_RESOURCES
 # lldpad's station hands each ECP payload to VDP 2 ms later through one buffer (vdp22.c data_from_ecp,
 # vdp22sm.c vdp22_from_ecp22): a second reply inside those 2 ms overwrites the first. Space them.
 MIN_GAP_S = 0.003
-# linux/if_packet.h; Python does not export them
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_MULTICAST = 0
-PACKET_OUTGOING = 4
 
 
 def exponent_s(exp: int) -> float:
@@ -107,14 +93,13 @@ def keepalive_timeout_s(evb: EvbTlv) -> float:
     return ((1 + 2 * evb.retries) * exponent_s(evb.rte) + exponent_s(evb.rka)) * 1.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Job:
-    """A request occupying a server: a station's (number, VSI key, TLV) or, all None, another tenant's."""
+    """A station's request at the servers: its number, VSI key and TLV."""
 
-    arrival_s: float
-    request: int | None = None
-    key: tuple = ()
-    tlv: VsiTlv | None = None
+    request: int
+    key: tuple
+    tlv: VsiTlv
 
 
 @dataclass
@@ -148,7 +133,6 @@ class Bridge:
         mac_to_bytes(mac)
         self.mac = mac
         self.spec = spec
-        self.rng = rng
         self.policy = policy or EvbTlv()
         self.evb = self.policy  # the timers in force: the policy until a station is heard
         self.lldp_interval_s = lldp_interval_s
@@ -164,20 +148,20 @@ class Bridge:
         self._tx_queue: deque[_Pending] = deque()
         self._in_flight: _Pending | None = None
         self._last_tx_s = -math.inf
-        self._busy_servers = 0
-        self._waiting: deque[_Job] = deque()
+        self.queue: SwitchQueue[_Job] = SwitchQueue(spec, rng)
         self._vsis: dict[tuple, _Vsi] = {}
         self._neighbours: set[str] = set()
 
     # --- clock -------------------------------------------------------------------------------------
 
     def start(self, now_s: float) -> None:
-        self._log(now_s, "start", mac=self.mac, **_spec_fields(self.spec), evb=self.policy.encode().hex(),
+        played = {name: getattr(self.spec, name) for name in EMULATED_FIELDS}
+        self._log(now_s, "start", mac=self.mac, **played, evb=self.policy.encode().hex(),
                   first_sequence=next_sequence(self._tx_sequence))
         if self.lldp_interval_s > 0:
             self._send_lldp(now_s)
         if self.spec.background_load_per_s > 0:
-            self._after(now_s, self._background_gap_s(), self._background_arrival)
+            self._after(now_s, self.queue.background_gap_s(), self._background_arrival)
 
     def next_deadline_s(self) -> float | None:
         while self._timers and self._timers[0][1] in self._cancelled:
@@ -292,7 +276,7 @@ class Bridge:
         if tlv.is_response:
             self._log(now_s, "ignored", req=request, why="a station sent a response")
             return
-        if self.spec.mode == "silent":
+        if not answers(self.spec):
             self._log(now_s, "ignored", req=request, why="silent switch")
             return
         key = (manager_id, tlv.type_id, tlv.type_id_version, tlv.id_format, tlv.vsi_id, tlv.filter_format)
@@ -315,13 +299,13 @@ class Bridge:
             return
         self._cancel(vsi.keepalive_timer)
         vsi.busy = True
-        self._enqueue(_Job(now_s, request, key, tlv), now_s)
+        self._serve(self.queue.arrive(_Job(request, key, tlv), now_s), now_s)
 
     def _answer(self, job: _Job, now_s: float) -> None:
-        assert job.tlv is not None
         vsi = self._vsis[job.key]
         vsi.busy = False
-        refused = self.spec.mode == "refuse" and job.tlv.mode != VdpMode.DEASSOCIATE
+        # lldpad's bridge refuses for want of resources, which a de-associate gives back
+        refused = refuses(self.spec) and job.tlv.mode != VdpMode.DEASSOCIATE
         reply = job.tlv.answered(REFUSAL, mode=VdpMode.DEASSOCIATE) if refused else job.tlv.answered()
         if reply.mode == VdpMode.DEASSOCIATE:
             del self._vsis[job.key]
@@ -346,35 +330,27 @@ class Bridge:
 
     # --- servers -----------------------------------------------------------------------------------
 
-    def _enqueue(self, job: _Job, now_s: float) -> None:
-        self._waiting.append(job)
-        self._dispatch(now_s)
+    def _serve(self, service: Service[_Job] | None, now_s: float) -> None:
+        """Times the end of a service that started now."""
+        if service is None:
+            return
+        if service.job is not None:
+            self._log(now_s, "service", req=service.job.request, wait_ms=round(s_to_ms(service.wait_s), 3),
+                      service_ms=round(s_to_ms(service.service_s), 3), busy=self.queue.busy,
+                      queued=self.queue.queued)
+        self._after(now_s, service.service_s, lambda t: self._finish(service, t))
 
-    def _dispatch(self, now_s: float) -> None:
-        while self._waiting and self._busy_servers < self.spec.capacity:
-            started = self._waiting.popleft()
-            self._busy_servers += 1
-            service_s = sample_service_s(self.spec, self.rng)
-            if started.request is not None:
-                self._log(now_s, "service", req=started.request,
-                          wait_ms=round(s_to_ms(now_s - started.arrival_s), 3),
-                          service_ms=round(s_to_ms(service_s), 3), busy=self._busy_servers,
-                          queued=len(self._waiting))
-            self._after(now_s, service_s, lambda t, done=started: self._finish(done, t))
-
-    def _finish(self, job: _Job, now_s: float) -> None:
-        self._busy_servers -= 1
-        if job.request is not None:
-            self._answer(job, now_s)
-        self._dispatch(now_s)
-
-    def _background_gap_s(self) -> float:
-        return float(self.rng.exponential(1.0 / self.spec.background_load_per_s))
+    def _finish(self, service: Service[_Job], now_s: float) -> None:
+        started = self.queue.finish(now_s)
+        if service.job is not None:
+            self._answer(service.job, now_s)
+        self._serve(started, now_s)
 
     def _background_arrival(self, now_s: float) -> None:
-        self._log(now_s, "background", busy=self._busy_servers, queued=len(self._waiting))
-        self._enqueue(_Job(now_s), now_s)
-        self._after(now_s, self._background_gap_s(), self._background_arrival)
+        self._log(now_s, "background", busy=self.queue.busy, queued=self.queue.queued)
+        self._serve(self.queue.arrive(None, now_s), now_s)
+        # the next gap after this arrival's service time: the emulator's order of draws (see the queue)
+        self._after(now_s, self.queue.background_gap_s(), self._background_arrival)
 
     # --- LLDP --------------------------------------------------------------------------------------
 
@@ -406,121 +382,12 @@ class Bridge:
         self._log(now_s, "lldp-send", evb=self.evb.encode().hex())
 
 
-def _spec_fields(spec: SwitchSpec) -> dict[str, Any]:
-    """The switch's own parameters; the spec's poll interval and timeout are libvirt's."""
-    return {"service_time_ms": spec.service_time_ms, "service_distribution": spec.service_distribution,
-            "service_cv": spec.service_cv, "capacity": spec.capacity,
-            "background_load_per_s": spec.background_load_per_s, "mode": spec.mode}
-
-
 def spec_from_log_start(record: dict[str, Any]) -> SwitchSpec:
     """The [switch] an emulator runs as, read back from its log's start record."""
-    return SwitchSpec(**{name: record[name] for name in _spec_fields(SwitchSpec())})
+    return SwitchSpec(**{name: record[name] for name in EMULATED_FIELDS})
 
 
-# ---------------------------------------------------------------------------------------------------
-# the port
+if __name__ == "__main__":  # the command keeps the module's name; its socket loop and options are serve.py's
+    from .serve import main
 
-
-def open_port(iface: str, ethertype: int) -> socket.socket:
-    """A raw socket on `iface` for one ethertype, joined to the group address (a real NIC filters it)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
-    sock.bind((iface, ethertype))
-    ifindex = socket.if_nametoindex(iface)
-    mreq = struct.pack("iHH8s", ifindex, PACKET_MR_MULTICAST, 6, mac_to_bytes(NEAREST_CUSTOMER_BRIDGE))
-    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-    sock.setblocking(False)
-    return sock
-
-
-def port_mac(sock: socket.socket) -> str:
-    return mac_from_bytes(sock.getsockname()[4])
-
-
-def serve(ecp: socket.socket, lldp: socket.socket, bridge: Bridge, log: TextIO,
-          stop: Callable[[], bool]) -> None:
-    """Runs the bridge on the port's ECP and LLDP sockets until `stop()`; log records get a wall-clock
-    time `t`. Frames go out through the ECP socket (its binding only filters what comes in)."""
-    epoch_offset_s = time.time() - time.monotonic()
-    handlers = {ecp: bridge.receive, lldp: bridge.receive_lldp}
-
-    def flush() -> None:
-        for frame in bridge.outbox:
-            ecp.send(frame)
-        bridge.outbox.clear()
-        for record in bridge.records:
-            log.write(json.dumps({"t": round(record["mono_s"] + epoch_offset_s, 6), **record}) + "\n")
-        bridge.records.clear()
-        log.flush()
-
-    bridge.start(time.monotonic())
-    flush()
-    while not stop():
-        deadline = bridge.next_deadline_s()
-        wait_s = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
-        readable, _, _ = select.select(list(handlers), [], [], wait_s)
-        for sock in readable:
-            while True:
-                try:
-                    raw, addr = sock.recvfrom(65536)
-                except BlockingIOError:
-                    break
-                if addr[2] != PACKET_OUTGOING:
-                    handlers[sock](raw, time.monotonic())
-                    flush()  # the ack first: lldpad's station resends after 2.56 ms
-        bridge.advance(time.monotonic())
-        flush()
-    bridge.records.append({"mono_s": round(time.monotonic(), 6), "event": "stop"})
-    flush()
-
-
-def switch_argv(iface: str, spec: SwitchSpec, log_path: Path, seed: int = 0) -> list[str]:
-    """The command that runs the emulator for a scenario's [switch] (to start inside a namespace)."""
-    return [sys.executable, "-m", "pausecast.executor.vdp.bridge", "--iface", iface, "--log", str(log_path),
-            "--seed", str(seed), "--service-time-ms", repr(spec.service_time_ms),
-            "--service-distribution", spec.service_distribution, "--service-cv", repr(spec.service_cv),
-            "--capacity", str(spec.capacity), "--background-load-per-s", repr(spec.background_load_per_s),
-            "--mode", spec.mode]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pausecast.executor.vdp.bridge",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iface", required=True, help="the switch's port (run inside its namespace)")
-    parser.add_argument("--log", required=True, type=Path, help="JSON-lines log of requests and responses")
-    parser.add_argument("--seed", type=int, default=0, help="seeds service times, background load, sequence")
-    defaults = SwitchSpec()
-    for name in ("service_time_ms", "service_distribution", "service_cv", "capacity", "background_load_per_s",
-                 "mode"):
-        parser.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name),
-                            type=type(getattr(defaults, name)), help=f"[switch] {name}")
-    timers = EvbTlv()
-    parser.add_argument("--ecp-retries", type=int, default=timers.retries, help="ECP resends (lldpad: 3)")
-    parser.add_argument("--ecp-rte", type=int, default=timers.rte, help="ECP ack timer exponent (lldpad: 8)")
-    parser.add_argument("--vdp-rwd", type=int, default=timers.rwd, help="resource wait exponent (lldpad: 20)")
-    parser.add_argument("--vdp-rka", type=int, default=timers.rka, help="keep-alive exponent (lldpad: 20)")
-    parser.add_argument("--lldp-interval-s", type=float, default=LLDP_INTERVAL_S, help="0: send no LLDP")
-    parser.add_argument("--min-gap-ms", type=float, default=s_to_ms(MIN_GAP_S),
-                        help="least time between two VDP replies (lldpad's station needs 2 ms)")
-    args = parser.parse_args(argv)
-    try:
-        given = {name: getattr(args, name) for name in _spec_fields(defaults)}
-        spec = scenario_from_dict({"switch": given}).switch
-        evb = EvbTlv(retries=args.ecp_retries, rte=args.ecp_rte, rwd=args.vdp_rwd, rka=args.vdp_rka)
-        evb.encode()
-    except (ScenarioError, WireError) as exc:
-        print(f"vdp_switch: {exc}", file=sys.stderr)
-        return 2
-    stopping = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.append(True))
-    with open_port(args.iface, ETH_P_ECP) as ecp, open_port(args.iface, ETH_P_LLDP) as lldp, \
-            args.log.open("a") as log:
-        bridge = Bridge(port_mac(ecp), spec, np.random.default_rng(args.seed), evb, args.lldp_interval_s,
-                        ms_to_s(args.min_gap_ms))
-        serve(ecp, lldp, bridge, log, lambda: bool(stopping))
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

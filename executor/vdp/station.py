@@ -55,19 +55,17 @@ from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netns import create_socket
 
-from ...models.units import s_to_ms
-from .wire import ETH_P_ECP, EcpOp, VdpMode, WireError, decode_ecp, decode_vdp
+from ...models.association import STATUS_POLL_INTERVAL_MS, STATUS_POLL_TIMEOUT_S
+from ...models.units import ms_to_s, s_to_ms
+from .wire import ETH_P_ECP, PACKET_OUTGOING, EcpOp, VdpMode, WireError, decode_ecp, decode_vdp
 
 LLDPAD_PID_FILE = Path("/var/run/lldpad.pid")  # libvirt virnetdevvportprofile.c LLDPAD_PID_FILE
-POLL_INTERVAL_S = 0.125  # libvirt STATUS_POLL_INTERVL_USEC
-POLL_TIMEOUT_S = 10.0  # libvirt STATUS_POLL_TIMEOUT_USEC
 NETLINK_ACK_TIMEOUT_S = 2.0  # libvirt virnetlink.c NETLINK_ACK_TIMEOUT_S
 PORT_SELF_VF = 0xFFFFFFFF  # linux/if_link.h PORT_SELF_VF (-1) as the u32 on the wire
 PORT_VDP_RESPONSE_SUCCESS = 0
 RTEXT_FILTER_VF = 1 << 0
 # linux/net_tstamp.h / asm-generic/socket.h; Python 3.11 does not export them
 SO_TIMESTAMPNS = 35
-PACKET_OUTGOING = 4
 SIOCGIFINDEX = 0x8933  # linux/sockios.h
 
 
@@ -321,8 +319,10 @@ class LldpadClient:
     the previous request's status until the switch answers a mode change, so an associate that follows a
     pre-associate "succeeds" at once)."""
 
-    def __init__(self, lldpad_pid: int, netns: str | None = None, poll_interval_s: float = POLL_INTERVAL_S,
-                 timeout_s: float = POLL_TIMEOUT_S, watch_wire: bool = True, raw_wait_s: float = 0.0) -> None:
+    def __init__(self, lldpad_pid: int, netns: str | None = None,
+                 poll_interval_s: float = ms_to_s(STATUS_POLL_INTERVAL_MS),
+                 timeout_s: float = STATUS_POLL_TIMEOUT_S, watch_wire: bool = True,
+                 raw_wait_s: float = 0.0) -> None:
         self.lldpad_pid = lldpad_pid
         self.netns = netns
         self.poll_interval_s = poll_interval_s

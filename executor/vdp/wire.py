@@ -17,6 +17,9 @@ from enum import IntEnum
 NEAREST_CUSTOMER_BRIDGE = "01:80:c2:00:00:00"
 ETH_P_ECP = 0x8940  # lldpad lldp/l2_packet.h ETH_P_ECP22, the ratified standard
 ETH_P_LLDP = 0x88CC
+# linux/if_packet.h: a packet socket's view of a frame this host sent (sll_pkttype), which a listener
+# on the same port skips; Python 3.11 does not export it
+PACKET_OUTGOING = 4
 ETH_HEADER_BYTES = 14
 ETH_MIN_FRAME_BYTES = 60  # ETH_ZLEN: lldpad pads its ECP requests to it
 ECP_VERSION = 1
