@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,7 +99,26 @@ def _missing_extra(command: Command) -> str:
     return ""
 
 
+class Terminated(Exception):
+    """SIGTERM, raised in the main thread so that a command unwinds from it as from Ctrl-C: files are
+    written whole or not at all, so what was written is kept."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command_in(argv)
     args = build_parser(command.name if command else None).parse_args(argv)
@@ -117,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pausecast: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("pausecast: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         # `pausecast ... | head`: the reader left; say nothing more
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout is closed at exit

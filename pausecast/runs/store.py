@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import csv
 import datetime
+import hashlib
+import io
 import json
 import os
 import re
@@ -51,6 +53,8 @@ CSV_NAME = f"{SWEEP_TABLE}.csv"
 TABLE_FORMATS = ("parquet", "csv")
 _CHUNK = re.compile(r"part-(\d{6})\.parquet")
 _TEMP_MARK = ".tmp-"
+# each chunk's Parquet metadata names its sweep (runs/sweep.py sweep_key)
+SWEEP_KEY = b"pausecast.sweep_key"
 
 Rows = pd.DataFrame | Sequence[Mapping[str, Any]]
 _NONE: Mapping[str, Any] = MappingProxyType({})
@@ -99,13 +103,42 @@ class ResultsStore:
             return set()
         return {int(m.group(1)) for p in self.chunks.iterdir() if (m := _CHUNK.fullmatch(p.name))}
 
-    def write_chunk(self, index: int, rows: pd.DataFrame) -> None:
+    def write_chunk(self, index: int, rows: pd.DataFrame, sweep_key: str) -> str:
+        """Writes one chunk, marked with the sweep it belongs to; returns its SHA-256 (the manifest
+        keeps it, so that a resume can tell a whole chunk from a damaged one)."""
         table = pa.Table.from_pandas(rows, preserve_index=False)
+        marked = {**(table.schema.metadata or {}), SWEEP_KEY: sweep_key.encode()}
+        table = table.replace_schema_metadata(marked)
         # dictionary-encoding the numbers (nearly all distinct) is slow and gains nothing; strings
         # (engine, failure, axis values) repeat and gain from it
         strings = [f.name for f in table.schema
                    if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        self._atomic(self.chunk_path(index), lambda fh: pq.write_table(table, fh, use_dictionary=strings))
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, use_dictionary=strings)
+        data = buffer.getbuffer()
+        self._atomic(self.chunk_path(index), lambda fh: fh.write(data))
+        return hashlib.sha256(data).hexdigest()
+
+    def chunk_problem(self, index: int, sweep_key: str, rows: int, sha256: str | None) -> str:
+        """Why chunk `index` cannot be kept ("" when it can): unreadable, not the `rows` expected, or
+        not the bytes the manifest recorded (or none recorded: the writer died before saying). A chunk
+        of another sweep raises: mixing two sweeps' rows would be silently wrong."""
+        path = self.chunk_path(index)
+        try:
+            meta = pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as exc:
+            return f"unreadable ({exc})"
+        found = (meta.metadata or {}).get(SWEEP_KEY, b"").decode()
+        if found != sweep_key:
+            raise ScenarioError("--resume", str(path),
+                                f"is a chunk of another sweep (sweep key {found or 'none'}, this sweep's "
+                                f"{sweep_key}): remove it or choose another --results")
+        if meta.num_rows != rows:
+            return f"{meta.num_rows} rows where {rows} belong"
+        if sha256 is None:
+            return "not recorded in the manifest (written as the sweep stopped)"
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return "" if digest == sha256 else "its bytes differ from those written"
 
     def chunked_table(self) -> dict[str, Any]:
         """The manifest's entry for the chunks written so far (rows from the files' footers)."""

@@ -32,10 +32,13 @@ from tqdm import tqdm
 
 from ..models.errors import ScenarioError
 from ..models.fieldpaths import with_values
+from ..models.identity import id_of_text
 from ..models.record import COLUMN_DTYPES
 from ..models.sweep import Sweep, design, fleet_at, fresh_entropy, point_count, point_ids, point_values
 from ..models.sweep import replicate_seeds as spawn_replicate_seeds
 from ..sim import fast, predict
+from .json_text import strict_json
+from .lifeline import die_with
 from .store import CHUNKS, SWEEP_TABLE, ResultsStore, json_text, new_manifest, now_utc
 
 # the identity of a run, ahead of its axis values and its record
@@ -177,11 +180,14 @@ def run_sweep(sweep: Sweep, root: Path, options: RunOptions) -> SweepRun:
     if previous is not None:
         _check_same_sweep(previous, manifest, store.root)
         manifest["created"] = previous.get("created", manifest["created"])
+    manifest["sweep_key"] = sweep_key(manifest)
+    manifest["chunk_sha256"] = dict((previous or {}).get("chunk_sha256") or {})
     store.prepare()
+    n_chunks = math.ceil(n_runs / chunk_runs)
+    done = _whole_chunks(store, manifest, n_runs, chunk_runs)
+    manifest["tables"] = {SWEEP_TABLE: store.chunked_table()}
     store.write_manifest(manifest)
-
-    done = store.done_chunks()
-    todo = [i for i in range(math.ceil(n_runs / chunk_runs)) if i not in done]
+    todo = [i for i in range(n_chunks) if i not in done]
     left = sum(min(chunk_runs, n_runs - i * chunk_runs) for i in todo)
     job = Job(sweep, use_fast)
     computed = 0
@@ -192,12 +198,39 @@ def run_sweep(sweep: Sweep, root: Path, options: RunOptions) -> SweepRun:
           tqdm(total=n_runs, initial=n_runs - left, unit="run", desc=sweep.name, disable=not options.progress,
                dynamic_ncols=True, smoothing=0.05) as bar):
         for task, rows in backend(job, tasks):
-            store.write_chunk(task.chunk, rows)
+            digest = store.write_chunk(task.chunk, rows, manifest["sweep_key"])
+            manifest["chunk_sha256"][str(task.chunk)] = digest
+            # after the chunk, so that a checksum on record always names a whole chunk on disk
+            store.write_manifest(manifest)
             computed += len(task.runs)
             bar.update(len(task.runs))
     manifest.update(status="complete", completed=now_utc(), tables={SWEEP_TABLE: store.chunked_table()})
     store.write_manifest(manifest)
     return SweepRun(store.root, n_runs, computed, time.perf_counter() - started, manifest)
+
+
+def sweep_key(manifest: dict[str, Any]) -> str:
+    """What a chunk is marked with: the hash of what makes two sweeps' tables the same table."""
+    same = strict_json({key: manifest.get(key) for key in _SAME_SWEEP_KEYS})
+    return id_of_text(json.dumps(same, sort_keys=True, separators=(",", ":")))
+
+
+def _whole_chunks(store: ResultsStore, manifest: dict[str, Any], n_runs: int, chunk_runs: int) -> set[int]:
+    """The chunks already on disk that a resume keeps: each checked (readable, its rows, its recorded
+    bytes, this sweep's); a damaged one is removed, said in one line, and computed again."""
+    whole = set()
+    recorded = manifest["chunk_sha256"]
+    for i in sorted(store.done_chunks()):
+        rows = min(chunk_runs, n_runs - i * chunk_runs)
+        problem = ("beyond this sweep's runs" if rows <= 0 else
+                   store.chunk_problem(i, manifest["sweep_key"], rows, recorded.get(str(i))))
+        if problem:
+            print(f"pausecast: {store.chunk_path(i)}: {problem}: computing it again", file=sys.stderr)
+            store.chunk_path(i).unlink()
+            recorded.pop(str(i), None)
+        else:
+            whole.add(i)
+    return whole
 
 
 def _task(chunk: int, chunk_runs: int, n_runs: int, replicates: int, columns: dict[str, np.ndarray],
@@ -269,7 +302,8 @@ def _check_same_sweep(previous: dict[str, Any], current: dict[str, Any], root: P
 def _manifest(sweep: Sweep, entropy: int, columns: dict[str, np.ndarray], n_runs: int, chunk_runs: int,
               use_fast: bool, store: ResultsStore) -> dict[str, Any]:
     # a run per point and replicate: too many scenarios to list, the definition and "points" give them
-    return new_manifest("sweep", sweep.name, {SWEEP_TABLE: store.chunked_table()}, [f"{CHUNKS}/"], None,
+    # the table's entry is filled in once the chunks on disk have been checked
+    return new_manifest("sweep", sweep.name, {}, [f"{CHUNKS}/"], None,
                         sweep_file=sweep.source, status="running", definition=sweep.definition(),
                         seed_entropy=entropy, seed_given=sweep.seed is not None,
                         points=point_count(columns), runs=n_runs, chunk_runs=chunk_runs, fast_path=use_fast,
@@ -299,7 +333,8 @@ class _backend:
             return lambda job, tasks: ((task, run_task(job, task)) for task in tasks)
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=die_with,
+                                   initargs=(os.getpid(),))
         self.close = lambda: pool.shutdown(cancel_futures=True)
         return lambda job, tasks: _windowed(lambda t: pool.submit(run_task, job, t), _first_done_local,
                                             tasks, self.workers * IN_FLIGHT_PER_WORKER)
