@@ -13,6 +13,10 @@ if [[ ",$extras," == *",executor,"* ]]; then
     apt_packages+=(qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc gcc-multilib binutils
                    iproute2 lldpad tcpdump libnl-3-200 strace)
 fi
+if [[ ",$extras," == *",dev,"* ]]; then
+    # the HTML report's test opens its pages in a real browser (tests/test_html_report.py)
+    apt_packages+=(chromium)
+fi
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

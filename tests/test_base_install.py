@@ -17,7 +17,7 @@ from pausecast.runs.store import load_results
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 MISSING = ("pyroute2", "libvirt", "numba")
-PLANNERS = ("predict", "evacuate", "sweep", "plot")
+PLANNERS = ("predict", "evacuate", "sweep", "plot", "report")
 # runs `main(argv)` as on a base install, then writes its exit code and the modules it loaded to a file
 PRELUDE = f"""
 import json, sys

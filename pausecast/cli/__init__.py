@@ -39,6 +39,7 @@ COMMANDS = (
             "predict a host evacuation: many migrations sharing links and a switch"),
     Command("sweep", "sweep", "run a what-if sweep: a base scenario or fleet over axes of values"),
     Command("plot", "plot", "draw the standard figures of a sweep's results"),
+    Command("report", "report", "write one self-contained HTML page of a sweep, evacuation or validation"),
     Command("testbed", "testbed", "bring the local two-host libvirt testbed up or down, or show it",
             "executor"),
     Command("run", "run", "run a scenario as a real live migration and record it", "executor"),

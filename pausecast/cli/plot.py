@@ -9,11 +9,8 @@ from ..report import plots
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.description = ("Draws figures from a sweep's results folder as PNG and SVG: downtime-curves (pause "
-                     "window, network outage and QEMU downtime against the downtime limit, one line per "
-                     "dirty rate), convergence-map (dirty rate x bandwidth, total time as colour, the "
-                     "non-converging cells marked), pause-breakdown (the pause window's parts across a "
-                     "swept parameter), cdf (pause windows of a fleet sweep or of replicates).")
+    p.description = ("Draws figures from a sweep's results folder as PNG and SVG: "
+                     + "; ".join(f"{kind} ({what})" for kind, what in plots.DESCRIPTIONS.items()) + ".")
     p.epilog = "Example: pausecast plot results/what-if --kind convergence-map"
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="a sweep's folder, e.g. results/what-if")
     p.add_argument("--kind", action="append", choices=plots.KINDS, metavar="KIND",

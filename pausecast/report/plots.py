@@ -33,7 +33,15 @@ from matplotlib.patches import Patch, Rectangle
 from ..models.errors import ScenarioError
 from ..runs.store import MANIFEST, load_results
 
-KINDS = ("downtime-curves", "convergence-map", "pause-breakdown", "cdf")
+# each figure kind and what it shows
+DESCRIPTIONS = {
+    "downtime-curves": "pause window, network outage and QEMU downtime against the downtime limit, one line "
+                       "per dirty rate",
+    "convergence-map": "dirty rate x bandwidth, total time as colour, the non-converging cells marked",
+    "pause-breakdown": "the pause window's parts across a swept parameter",
+    "cdf": "pause windows of a fleet sweep or of replicates",
+}
+KINDS = tuple(DESCRIPTIONS)
 FORMATS = ("png", "svg")
 PLOTS_DIR = "plots"
 MAX_LINES = 12

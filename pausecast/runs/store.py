@@ -265,12 +265,21 @@ def export_csv(root: Path) -> Path:
     """Writes a sweep's table as one CSV file too, and lists it in the manifest."""
     store = ResultsStore(root)
     store.write_text(CSV_NAME, load_results(root).to_csv(index=False))
-    found = store.read_manifest()
-    if found is not None and "tables" in found and CSV_NAME not in found["files"]:  # an older layout: no list
-        found["files"].append(CSV_NAME)
-        found["tables"][SWEEP_TABLE]["files"].append(CSV_NAME)
-        store.write_manifest(found)
+    list_in_manifest(root, CSV_NAME, table=SWEEP_TABLE)
     return store.root / CSV_NAME
+
+
+def list_in_manifest(root: Path, file_name: str, table: str | None = None) -> None:
+    """Adds a file written into a folder after its manifest (a CSV export, the HTML report) to the
+    manifest's files, and to `table`'s when it is one of that table's formats."""
+    store = ResultsStore(root)
+    found = store.read_manifest()
+    if found is None or "files" not in found or file_name in found["files"]:  # an older layout: no list
+        return
+    found["files"].append(file_name)
+    if table is not None:
+        found["tables"][table]["files"].append(file_name)
+    store.write_manifest(found)
 
 
 def append_row(table: Path, row: Mapping[str, Any]) -> None:
