@@ -413,6 +413,7 @@ class MigrationRun:
             preassociation_ms=v.get("preassociation_ms", 0.0),
             disassociation_ms=v.get("disassociation_ms", 0.0), switch_wait_ms=v.get("switch_wait_ms", 0.0),
             setup_time_ms=v.get("setup_time_ms", 0.0), dirty_rate_pages_s=dirty_rate,
+            time_elapsed_ms=s_to_ms(m.phases.get("confirm_start_s", math.nan) - m.phases["begin_start_s"]),
             **{name: m.phases.get(name, math.nan) for name in _PHASE_COLUMNS},
         )
 

@@ -195,6 +195,8 @@ class _Migrations:
         out["pause_window_ms"][rows] = s_to_ms(resumed - stop_at)
         out["network_outage_ms"][rows] = s_to_ms(network_outage_s(stop_at, resumed, resumed, oh.announce_s))
         out["finish_end_s"][rows] = out["confirm_start_s"][rows] = resumed
+        # engine.MigrationRun.record: from Begin (t = 0) to Confirm's start
+        out["time_elapsed_ms"][rows] = s_to_ms(resumed - 0.0)
         out["total_time_s"][rows] = out["confirm_end_s"][rows] = closed.confirm_end_s
         stalled = ~converged
         if stalled.any():
@@ -204,7 +206,7 @@ class _Migrations:
                     "failure": "not-converged", "iterations": reached.syncs[stalled],
                     "bytes_sent": reached.bytes_sent[stalled], "total_time_s": math.inf,
                     "precopy_time_s": math.inf, "finish_start_s": math.nan, "finish_end_s": math.nan,
-                    "confirm_start_s": math.nan, "confirm_end_s": math.nan,
+                    "confirm_start_s": math.nan, "confirm_end_s": math.nan, "time_elapsed_ms": math.nan,
                     **dict.fromkeys(_NOT_REACHED, 0.0)}.items():
                 out[name][at] = values
 

@@ -291,6 +291,23 @@ def test_calibrated_costs_add_up_to_the_measured_run():
         overheads_of(build_record(_observations(log_events=())))
 
 
+def test_time_elapsed_is_libvirts_completed_job_figure_and_the_models_confirm_start():
+    measured = build_record(_observations(completed=JobInfo.from_stats(
+        {"type": 3, "downtime": 110, "memory_iteration": 3, "time_elapsed": 6151})))
+    assert measured.time_elapsed_ms == 6151.0
+    # a job whose statistics lack it: not known, not 0
+    assert math.isnan(build_record(_observations()).time_elapsed_ms)
+    # predicted: Begin through the destination's start (models/timeline.py), the layout's Confirm start
+    from pausecast.models.timeline import Overheads, forward
+
+    s = make(vm={"memory_mib": 256, "dirty": {"rate_mib_s": 30}})
+    r = predict(s)
+    half_rtt_s = s.link.rtt_ms / 2000
+    marks = forward(Overheads.from_ms(s.overheads), half_rtt_s, r.precopy_time_s, r.final_copy_ms / 1000)
+    assert r.time_elapsed_ms == pytest.approx(marks.destination_start_s * 1000, abs=1e-6)
+    assert r.time_elapsed_ms < r.total_time_s * 1000
+
+
 def test_the_layout_forward_from_a_runs_costs_gives_the_run_back():
     # models/timeline.py: calibration inverts the layout over the run's marks; laying the costs out
     # again with the run's live phase and final copy gives its boundaries and windows back

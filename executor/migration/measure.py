@@ -249,7 +249,6 @@ def build_record(obs: Observations) -> MigrationRecord:
         pause_window_qemu_ms=qemu_pause,
         command_line_ms=command_line_ms,
         downtime_net_ms=float(done.downtime_net_ms),
-        time_elapsed_ms=float(done.time_elapsed_ms),
         outage_source=outage_source,
         **_port_times(obs),
         memory_constant_pages=done.memory_constant_pages,
@@ -289,6 +288,7 @@ def build_record(obs: Observations) -> MigrationRecord:
         finish_work_ms=part(_ms_between(finish, start_cpus)),
         resume_ms=part(_ms_between(start_cpus, dst_resume)),
         setup_time_ms=float(done.setup_time_ms),
+        time_elapsed_ms=float(done.time_elapsed_ms) if done.time_elapsed_ms else NAN,
         dirty_rate_pages_s=observed_dirty_rate(obs.samples),
         extra=measured.as_extra(), **phases)
 
