@@ -92,7 +92,7 @@ def test_a_sweeps_page(tmp_path, capsys):
     kinds = [p.stem for p in sorted((root / "plots").glob("*.png"))]
     text = assert_it_renders(root / "report.html", len(kinds), tmp_path)
     assert all(kind in text for kind in kinds)
-    assert "By max downtime" in text and "By dirty rate" in text and "All runs" in text
+    assert "By max downtime" in text and "By dirty rate" in text and "All migrations" in text
     assert "report.html" in read_manifest(root)["files"]
 
 

@@ -45,14 +45,16 @@ def _provenance(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _stats(rows: pd.DataFrame) -> dict[str, Any]:
-    """A group of runs in one row: how many moved, and their windows' quantiles (moved runs only)."""
+    """A group of migrations in one row: how many converged, and the windows' quantiles of those that
+    moved."""
     moved = rows[rows["failure"] == ""]
 
     def q(column: str, p: float) -> float:
         values = moved[column].to_numpy(dtype=float)
         return float(pd.Series(values).quantile(p)) if len(values) else math.nan
 
-    return {"runs": len(rows), "converged %": 100.0 * rows["converged"].mean() if len(rows) else math.nan,
+    converged = 100.0 * rows["converged"].mean() if len(rows) else math.nan
+    return {"migrations": len(rows), "converged %": converged,
             "pause p50 ms": q("pause_window_ms", 0.5), "pause p95 ms": q("pause_window_ms", 0.95),
             "pause max ms": q("pause_window_ms", 1.0), "outage p95 ms": q("network_outage_ms", 0.95),
             "total p50 s": q("total_time_s", 0.5), "total p95 s": q("total_time_s", 0.95),
@@ -63,17 +65,21 @@ def _sweep(root: Path, manifest: dict[str, Any]) -> Page:
     r = plots.load(root)
     figures = [(f"{kind}: {plots.DESCRIPTIONS.get(kind, kind)}", png(plots.figure(r, kind)))
                for kind in plots.fitting_kinds(r)]
-    tables = [("All runs", pd.DataFrame([_stats(r.rows)]))]
+    tables = [("All migrations", pd.DataFrame([_stats(r.rows)]))]
     for axis in r.fields:
         if r.rows[axis].nunique() <= MAX_GROUPS:
             by = [{axis: value, **_stats(group)} for value, group in r.rows.groupby(axis, sort=True)]
             tables.append((f"By {plots.label(axis)}", pd.DataFrame(by)))
-    facts = [("runs", f"{len(r.rows):,}"), ("points", str(manifest.get("points", "?"))),
+    runs = int(manifest.get("runs") or len(r.rows))
+    # a fleet sweep's run is an evacuation: a row per VM
+    migrations = [("migrations", f"{len(r.rows):,}")] if r.kind == "fleet" else []
+    facts = [("runs", f"{runs:,}"), *migrations, ("points", str(manifest.get("points", "?"))),
              ("replicates", str(r.replicates)),
              ("axes", ", ".join(plots.label(f) for f in r.fields) or "none"),
              ("seed entropy", str(manifest.get("seed_entropy"))),
              ("status", str(manifest.get("status", "?"))), *_provenance(manifest)]
-    return Page(f"Sweep {r.name}", f"a sweep of {len(r.rows):,} runs ({r.kind})", facts, figures, tables,
+    what = f"a sweep of {runs:,} evacuations" if r.kind == "fleet" else f"a sweep of {runs:,} runs"
+    return Page(f"Sweep {r.name}", what, facts, figures, tables,
                 manifest=manifest)
 
 
