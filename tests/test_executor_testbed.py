@@ -2,7 +2,9 @@
 simulator's record, the commands that drive them, and faults for real (the destination daemon
 killed during Perform, the link cut during Perform, the timeout reached). Root only; about two
 minutes. Figures are checked against independent sources (libvirt's counters against QEMU's logged
-events, the guest's own progress), never against a clock."""
+events, the guest's own progress), never against a clock. Beyond those three faults: the source daemon
+restarted during Perform, the destination QEMU killed during Finish, the results disk full as a run is
+written."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import csv
 import io
 import json
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -266,3 +270,72 @@ def test_timeout_reached_aborts_and_the_source_keeps_running(tb, scenario_file):
         assert (predict(scenario).failure, predict(scenario).converged) == ("timeout", False)
     finally:
         tb.destroy_guest(GUEST_NAME)
+
+
+def _eventually(check, wait_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + wait_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_source_daemon_restarted_during_perform(tb, scenario_file):
+    m, name = _fault_run(tb, _scenario(scenario_file), lambda: tb.restart_libvirtd("pc-src"))
+    try:
+        r = m.record
+        assert not r.converged and r.failure.startswith("source daemon restarted during the migration: ")
+        # read through a new connection once the daemon was back: its recovery cancelled the outgoing
+        # migration (qemuProcessRecoverMigrationOut, phase perform3) and left the guest running
+        assert r.extra["source_state"] == "running" and r.extra["destination_reachable"] is True
+        assert_source_keeps_running(tb, name)
+        # the destination's daemon dropped the incoming guest with the source daemon's connection
+        assert _eventually(lambda: tb.connect("pc-dst").listAllDomains() == [])
+    finally:
+        tb.destroy_guest(name)
+
+
+@contextlib.contextmanager
+def _tiny_disk(path: Path, size_kib: int):
+    """A tmpfs of `size_kib` at `path`, unmounted afterwards."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "pausecast-full", str(path)],
+                   check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def _fill(path: Path, leave_kib: int) -> None:
+    """Takes all of `path`'s filesystem but `leave_kib`."""
+    st = os.statvfs(path)
+    with open(path / "filler", "wb") as fh:
+        fh.write(b"\0" * (st.f_bavail * st.f_frsize - leave_kib * 1024))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_results_disk_full_as_the_run_is_written(p2p, scenario_file, tmp_path, capsys):
+    _, _, earlier = p2p
+    with _tiny_disk(tmp_path / "full", 1024) as results:
+        # a run written before, then a disk with room for the new record.json but not its raw.json
+        shutil.copytree(earlier, results, dirs_exist_ok=True)
+        _fill(results, leave_kib=16)
+        before = _files(results)
+        code, out = _cli(capsys, "run", str(scenario_file), "--testbed", "--state-dir", str(STATE_DIR),
+                         "--results", str(results), "--json")
+        err = capsys.readouterr().err
+        after = _files(results)
+    # the migration went as libvirt says, undisturbed; the record is printed, the one copy left
+    record = json.loads(out)
+    assert record["failure"] == "" and record["converged"] and record["engine"] == "executor"
+    # one line naming the folder and the cause, and a non-zero exit
+    lines = [ln for ln in err.splitlines() if ln.startswith("pausecast:")]
+    assert lines == [f"pausecast: cannot write the run to {results}: no space left on device"]
+    assert code == 3
+    # nothing there before lost or changed, nothing half-written left
+    assert after == before and all(".run-" not in name for name in after)

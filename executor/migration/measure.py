@@ -87,6 +87,9 @@ class Observations:
     error_domain: int = 0
     # after a failure: could this client still reach the destination daemon (None: not asked)
     destination_reachable: bool | None = None
+    # after a failure that took this client's connection to the source daemon with it (the daemon
+    # restarted or died): did a new connection reach it (None: the connection survived, not asked)
+    source_reachable: bool | None = None
     # the source domain's state after the call: "running", "paused", "shut off", ...
     source_state: str = ""
     # what the executor's watchdog did: "" | "timeout" | "give-up"
@@ -167,7 +170,8 @@ def failure_text(obs: Observations) -> str:
     "not-converged"), a stuck VSI's diagnosis (vdp_faults.py), else what failed and libvirt's message.
     libvirt says "client socket is closed" both when the destination daemon died and when the link
     between the hosts was cut; whether this client can still reach the destination daemon tells the two
-    apart."""
+    apart. A source daemon that died under the call took this client's connection with it: a new
+    connection that reaches it says it was restarted."""
     if obs.watchdog == "timeout" and obs.scenario.migration.timeout_action == "abort":
         return "timeout"
     if obs.watchdog == "give-up":
@@ -176,6 +180,9 @@ def failure_text(obs: Observations) -> str:
         return ""
     if obs.port_fault:
         return obs.port_fault
+    if obs.source_reachable is not None:
+        what = "restarted during the migration" if obs.source_reachable else "unreachable"
+        return f"source daemon {what}: {obs.error}"
     if obs.destination_reachable is False:
         return f"destination daemon unreachable: {obs.error}"
     if obs.error_code == ERR_OPERATION_ABORTED:
