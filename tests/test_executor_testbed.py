@@ -326,9 +326,11 @@ def test_results_disk_full_as_the_run_is_written(p2p, scenario_file, tmp_path, c
         shutil.copytree(earlier, results, dirs_exist_ok=True)
         _fill(results, leave_kib=16)
         before = _files(results)
-        code, out = _cli(capsys, "run", str(scenario_file), "--testbed", "--state-dir", str(STATE_DIR),
-                         "--results", str(results), "--json")
-        err = capsys.readouterr().err
+        from pausecast.cli import main
+
+        code = main(["run", str(scenario_file), "--testbed", "--state-dir", str(STATE_DIR),
+                     "--results", str(results), "--json"])
+        out, err = capsys.readouterr()
         after = _files(results)
     # the migration went as libvirt says, undisturbed; the record is printed, the one copy left
     record = json.loads(out)
