@@ -248,6 +248,20 @@ def test_a_source_daemon_gone_under_the_call_is_named_before_the_link():
     assert failed(**lost).failure.startswith("connection between the hosts lost")
 
 
+def test_a_failure_in_finish_before_the_guest_ran_is_finishs():
+    # the destination logged Finish's start and no "cont": its QEMU went away under Finish
+    marks = tuple(e for e in _logged()
+                  if e.host == "source" or e.name not in ("start cpus", "qemu RESUME"))
+    error = dict(error="operation failed: domain is not running", error_code=55, error_domain=10)
+    r = build_record(_observations(log_events=marks, completed=JobInfo(), **error))
+    assert r.failure == "Finish failed on the destination, before its guest ran: " + error["error"]
+    assert not r.migrated
+    # a failure before Finish stays what libvirt says
+    before = tuple(e for e in marks if e.name != "finish")
+    assert build_record(_observations(log_events=before, completed=JobInfo(), **error)).failure == \
+        "migration failed: " + error["error"]
+
+
 def _a_run(t0_s: float):
     from pausecast.executor.migration.migrate import Measurement
 

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -296,6 +297,41 @@ def test_source_daemon_restarted_during_perform(tb, scenario_file):
         tb.destroy_guest(name)
 
 
+def test_destination_qemu_killed_during_finish(tb, scenario_file):
+    from pausecast.executor.testbed.run import GUEST_NAME, run_on_testbed
+
+    # Finish takes milliseconds: the destination daemon is frozen at its Finish mark and the QEMU
+    # killed before it sends "cont"; a freeze that came after "cont" lets the run end, and it goes again
+    tries, outcome = 0, [""]
+
+    def watch() -> None:
+        outcome[0] = tb.kill_qemu_in_finish(GUEST_NAME, 90.0)
+
+    while tries < 3:
+        tries += 1
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            m = run_on_testbed(tb, _scenario(scenario_file), keep_guest=True)
+        finally:
+            watcher.join()
+        if outcome[0] == "killed":
+            break
+        tb.destroy_guest(GUEST_NAME)
+    try:
+        assert outcome[0] == "killed", f"no kill within Finish in {tries} tries: {outcome[0]}"
+        print(f"\ndestination QEMU killed during Finish at try {tries}: {m.record.failure}")
+        r = m.record
+        assert not r.migrated
+        assert r.failure.startswith("Finish failed on the destination, before its guest ran: ")
+        # the source's Confirm, told Finish failed, resumed the guest there
+        assert r.extra["source_state"] == "running"
+        assert_source_keeps_running(tb, GUEST_NAME)
+        assert _eventually(lambda: tb.connect("pc-dst").listAllDomains() == [])
+    finally:
+        tb.destroy_guest(GUEST_NAME)
+
+
 @contextlib.contextmanager
 def _tiny_disk(path: Path, size_kib: int):
     """A tmpfs of `size_kib` at `path`, unmounted afterwards."""
@@ -334,7 +370,7 @@ def test_results_disk_full_as_the_run_is_written(p2p, scenario_file, tmp_path, c
         after = _files(results)
     # the migration went as libvirt says, undisturbed; the record is printed, the one copy left
     record = json.loads(out)
-    assert record["failure"] == "" and record["converged"] and record["engine"] == "executor"
+    assert record["failure"] == "" and record["converged"] and record["engine"] == "executor", record
     # one line naming the folder and the cause, and a non-zero exit
     lines = [ln for ln in err.splitlines() if ln.startswith("pausecast:")]
     assert lines == [f"pausecast: cannot write the run to {results}: no space left on device"]

@@ -171,7 +171,8 @@ def failure_text(obs: Observations) -> str:
     libvirt says "client socket is closed" both when the destination daemon died and when the link
     between the hosts was cut; whether this client can still reach the destination daemon tells the two
     apart. A source daemon that died under the call took this client's connection with it: a new
-    connection that reaches it says it was restarted."""
+    connection that reaches it says it was restarted. A failure after the destination's Finish began
+    and before it resumed the guest is Finish's (its QEMU gone, say)."""
     if obs.watchdog == "timeout" and obs.scenario.migration.timeout_action == "abort":
         return "timeout"
     if obs.watchdog == "give-up":
@@ -189,7 +190,16 @@ def failure_text(obs: Observations) -> str:
         return f"aborted: {obs.error}"
     if obs.error_domain == FROM_RPC:
         return f"connection between the hosts lost (destination daemon up): {obs.error}"
+    if _failed_in_finish(obs.log_events):
+        return f"Finish failed on the destination, before its guest ran: {obs.error}"
     return f"migration failed: {obs.error}"
+
+
+def _failed_in_finish(log_events: Iterable[LogEvent]) -> bool:
+    """The destination logged Finish's start but never sent "cont": the call failed in Finish, and
+    the source's Confirm, told so, resumed the guest there."""
+    names = {e.name for e in log_events if e.host == "destination"}
+    return "finish" in names and "start cpus" not in names
 
 
 def build_record(obs: Observations) -> MigrationRecord:
