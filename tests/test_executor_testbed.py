@@ -286,6 +286,7 @@ def test_source_daemon_restarted_during_perform(tb, scenario_file):
     m, name = _fault_run(tb, _scenario(scenario_file), lambda: tb.restart_libvirtd("pc-src"))
     try:
         r = m.record
+        print(f"\nsource daemon restarted during Perform: {r.failure}; source {r.extra['source_state']}")
         assert not r.converged and r.failure.startswith("source daemon restarted during the migration: ")
         # read through a new connection once the daemon was back: its recovery cancelled the outgoing
         # migration (qemuProcessRecoverMigrationOut, phase perform3) and left the guest running
@@ -355,12 +356,14 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_results_disk_full_as_the_run_is_written(p2p, scenario_file, tmp_path, capsys):
+# full before the run is written, and full as it is: room for its record.json but not its raw.json
+@pytest.mark.parametrize("room_kib", [0, 16])
+def test_results_disk_full_as_the_run_is_written(p2p, scenario_file, tmp_path, capsys, room_kib):
     _, _, earlier = p2p
     with _tiny_disk(tmp_path / "full", 1024) as results:
-        # a run written before, then a disk with room for the new record.json but not its raw.json
+        # a run written before, then the disk filled
         shutil.copytree(earlier, results, dirs_exist_ok=True)
-        _fill(results, leave_kib=16)
+        _fill(results, leave_kib=room_kib)
         before = _files(results)
         from pausecast.cli import main
 
@@ -375,5 +378,7 @@ def test_results_disk_full_as_the_run_is_written(p2p, scenario_file, tmp_path, c
     lines = [ln for ln in err.splitlines() if ln.startswith("pausecast:")]
     assert lines == [f"pausecast: cannot write the run to {results}: no space left on device"]
     assert code == 3
+    print(f"\nresults disk full ({room_kib} KiB left): {lines[0]}; exit {code}; migrated "
+          f"{record['failure'] == ''}, {len(before)} files there before kept")
     # nothing there before lost or changed, nothing half-written left
     assert after == before and all(".run-" not in name for name in after)
