@@ -273,6 +273,15 @@ def test_timeout_reached_aborts_and_the_source_keeps_running(tb, scenario_file):
         tb.destroy_guest(GUEST_NAME)
 
 
+def _say(fault: str, r) -> None:
+    """The trial's outcome, for the record of the faults tried (pytest -s shows it)."""
+    x = r.extra
+    print(f"\n{fault}: failure {r.failure!r}; source {x['source_state']}, destination reachable "
+          f"{x['destination_reachable']}; converged {r.converged}, migrated {r.migrated}, pause window "
+          f"{r.pause_window_ms} ms, {r.bytes_sent / 2**20:.0f} MiB sent in {r.total_time_s:.1f} s; libvirt "
+          f"error code {x['error_code']} domain {x['error_domain']}")
+
+
 def _eventually(check, wait_s: float = 10.0) -> bool:
     deadline = time.monotonic() + wait_s
     while not check():
@@ -286,7 +295,7 @@ def test_source_daemon_restarted_during_perform(tb, scenario_file):
     m, name = _fault_run(tb, _scenario(scenario_file), lambda: tb.restart_libvirtd("pc-src"))
     try:
         r = m.record
-        print(f"\nsource daemon restarted during Perform: {r.failure}; source {r.extra['source_state']}")
+        _say("source daemon restarted during Perform", r)
         assert not r.converged and r.failure.startswith("source daemon restarted during the migration: ")
         # read through a new connection once the daemon was back: its recovery cancelled the outgoing
         # migration (qemuProcessRecoverMigrationOut, phase perform3) and left the guest running
@@ -321,8 +330,8 @@ def test_destination_qemu_killed_during_finish(tb, scenario_file):
         tb.destroy_guest(GUEST_NAME)
     try:
         assert outcome[0] == "killed", f"no kill within Finish in {tries} tries: {outcome[0]}"
-        print(f"\ndestination QEMU killed during Finish at try {tries}: {m.record.failure}")
         r = m.record
+        _say(f"destination QEMU killed during Finish (try {tries})", r)
         assert not r.migrated
         assert r.failure.startswith("Finish failed on the destination, before its guest ran: ")
         # the source's Confirm, told Finish failed, resumed the guest there
