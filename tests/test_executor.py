@@ -233,6 +233,71 @@ def test_failures_say_what_failed_and_leave_the_pause_at_zero():
         assert r.pause_window_ms == 0.0 and not r.migrated and math.isnan(r.prepare_start_s)
 
 
+def test_a_source_daemon_gone_under_the_call_is_named_before_the_link():
+    def failed(**kw) -> MigrationRecord:
+        return build_record(_observations(log_events=(), completed=JobInfo(), **kw))
+
+    # the executor's own connection to the source died with its daemon: the destination is up, so
+    # without the source's side this would read as the link between the hosts
+    lost = dict(error="End of file while reading data: Input/output error", error_code=38, error_domain=7,
+                destination_reachable=True)
+    restarted = failed(source_reachable=True, source_state="running", **lost)
+    assert restarted.failure == f"source daemon restarted during the migration: {lost['error']}"
+    assert restarted.extra["source_state"] == "running" and not restarted.migrated
+    assert failed(source_reachable=False, **lost).failure.startswith("source daemon unreachable: End of")
+    assert failed(**lost).failure.startswith("connection between the hosts lost")
+
+
+def test_a_failure_in_finish_before_the_guest_ran_is_finishs():
+    # the destination logged Finish's start and no "cont": its QEMU went away under Finish
+    marks = tuple(e for e in _logged()
+                  if e.host == "source" or e.name not in ("start cpus", "qemu RESUME"))
+    error = dict(error="operation failed: domain is not running", error_code=55, error_domain=10)
+    r = build_record(_observations(log_events=marks, completed=JobInfo(), **error))
+    assert r.failure == "Finish failed on the destination, before its guest ran: " + error["error"]
+    assert not r.migrated
+    # a failure before Finish stays what libvirt says
+    before = tuple(e for e in marks if e.name != "finish")
+    assert build_record(_observations(log_events=before, completed=JobInfo(), **error)).failure == \
+        "migration failed: " + error["error"]
+
+
+def _a_run(t0_s: float):
+    from pausecast.executor.migration.migrate import Measurement
+
+    record = predict(make())
+    return Measurement(record, (), (), (), t0_s=t0_s)
+
+
+def test_a_run_that_cannot_be_written_leaves_the_results_as_they_were(tmp_path, monkeypatch):
+    import errno
+
+    from pausecast.runs import store
+    from pausecast.runs.run_files import RUNS_TABLE, write_run
+
+    first = write_run(_a_run(1_700_000_000.25), tmp_path)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real = store.ResultsStore._atomic
+    written: list[str] = []
+
+    def full_after_one(self, final, write):
+        # record.json goes whole, raw.json finds the disk full half-way
+        if written:
+            with open(final.with_name(final.name + ".part"), "wb") as fh:
+                fh.write(b"{")
+            raise OSError(errno.ENOSPC, "No space left on device", str(final))
+        written.append(final.name)
+        return real(self, final, write)
+
+    monkeypatch.setattr(store.ResultsStore, "_atomic", full_after_one)
+    with pytest.raises(OSError, match="No space left"):
+        write_run(_a_run(1_700_000_100.5), tmp_path)
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before and [p.name for p in (tmp_path / "runs").iterdir()] == [first.name]
+    assert len((tmp_path / RUNS_TABLE).read_text().splitlines()) == 2
+    assert not list(tmp_path.glob(".run-*"))
+
+
 def test_a_log_without_a_filter_leaves_its_parts_missing_and_names_the_filter():
     # the destination's log without qemu.qemu_process: no "launch", no "start cpus" line
     dst = "\n".join(line for line in DST_LOG.splitlines() if "qemuProcess" not in line)

@@ -2,7 +2,9 @@
 simulator's record, the commands that drive them, and faults for real (the destination daemon
 killed during Perform, the link cut during Perform, the timeout reached). Root only; about two
 minutes. Figures are checked against independent sources (libvirt's counters against QEMU's logged
-events, the guest's own progress), never against a clock."""
+events, the guest's own progress), never against a clock. Beyond those three faults: the source daemon
+restarted during Perform, the destination QEMU killed during Finish, the results disk full as a run is
+written."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import csv
 import io
 import json
 import os
+import shutil
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -274,3 +279,123 @@ def test_timeout_reached_aborts_and_the_source_keeps_running(tb, scenario_file):
         assert (predict(scenario).failure, predict(scenario).converged) == ("timeout", False)
     finally:
         tb.destroy_guest(GUEST_NAME)
+
+
+def _say(fault: str, r) -> None:
+    """The trial's outcome, for the record of the faults tried (pytest -s shows it)."""
+    x = r.extra
+    print(f"\n{fault}: failure {r.failure!r}; source {x['source_state']}, destination reachable "
+          f"{x['destination_reachable']}; converged {r.converged}, migrated {r.migrated}, pause window "
+          f"{r.pause_window_ms} ms, {r.bytes_sent / 2**20:.0f} MiB sent in {r.total_time_s:.1f} s; libvirt "
+          f"error code {x['error_code']} domain {x['error_domain']}")
+
+
+def _eventually(check, wait_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + wait_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_source_daemon_restarted_during_perform(tb, scenario_file):
+    m, name = _fault_run(tb, _scenario(scenario_file), lambda: tb.restart_libvirtd("pc-src"))
+    try:
+        r = m.record
+        _say("source daemon restarted during Perform", r)
+        assert not r.converged and r.failure.startswith("source daemon restarted during the migration: ")
+        # read through a new connection once the daemon was back: its recovery cancelled the outgoing
+        # migration (qemuProcessRecoverMigrationOut, phase perform3) and left the guest running
+        assert r.extra["source_state"] == "running" and r.extra["destination_reachable"] is True
+        assert_source_keeps_running(tb, name)
+        # the destination's daemon dropped the incoming guest with the source daemon's connection
+        assert _eventually(lambda: tb.connect("pc-dst").listAllDomains() == [])
+    finally:
+        tb.destroy_guest(name)
+
+
+def test_destination_qemu_killed_during_finish(tb, scenario_file):
+    from pausecast.executor.testbed.run import GUEST_NAME, run_on_testbed
+
+    # Finish takes milliseconds: the destination daemon is frozen at its Finish mark and the QEMU
+    # killed before it sends "cont"; a freeze that came after "cont" lets the run end, and it goes again
+    tries, outcome = 0, [""]
+
+    def watch() -> None:
+        outcome[0] = tb.kill_qemu_in_finish(GUEST_NAME, 90.0)
+
+    while tries < 3:
+        tries += 1
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            m = run_on_testbed(tb, _scenario(scenario_file), keep_guest=True)
+        finally:
+            watcher.join()
+        if outcome[0] == "killed":
+            break
+        tb.destroy_guest(GUEST_NAME)
+    try:
+        assert outcome[0] == "killed", f"no kill within Finish in {tries} tries: {outcome[0]}"
+        r = m.record
+        _say(f"destination QEMU killed during Finish (try {tries})", r)
+        assert not r.migrated
+        assert r.failure.startswith("Finish failed on the destination, before its guest ran: ")
+        # the source's Confirm, told Finish failed, resumed the guest there
+        assert r.extra["source_state"] == "running"
+        assert_source_keeps_running(tb, GUEST_NAME)
+        assert _eventually(lambda: tb.connect("pc-dst").listAllDomains() == [])
+    finally:
+        tb.destroy_guest(GUEST_NAME)
+
+
+@contextlib.contextmanager
+def _tiny_disk(path: Path, size_kib: int):
+    """A tmpfs of `size_kib` at `path`, unmounted afterwards."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "pausecast-full", str(path)],
+                   check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def _fill(path: Path, leave_kib: int) -> None:
+    """Takes all of `path`'s filesystem but `leave_kib`."""
+    st = os.statvfs(path)
+    with open(path / "filler", "wb") as fh:
+        fh.write(b"\0" * (st.f_bavail * st.f_frsize - leave_kib * 1024))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# full before the run is written, and full as it is: room for its record.json but not its raw.json
+@pytest.mark.parametrize("room_kib", [0, 16])
+def test_results_disk_full_as_the_run_is_written(p2p, scenario_file, tmp_path, capsys, room_kib):
+    _, _, earlier = p2p
+    with _tiny_disk(tmp_path / "full", 1024) as results:
+        # a run written before, then the disk filled
+        shutil.copytree(earlier, results, dirs_exist_ok=True)
+        _fill(results, leave_kib=room_kib)
+        before = _files(results)
+        from pausecast.cli import main
+
+        code = main(["run", str(scenario_file), "--testbed", "--state-dir", str(STATE_DIR),
+                     "--results", str(results), "--json"])
+        out, err = capsys.readouterr()
+        after = _files(results)
+    # the migration went as libvirt says, undisturbed; the record is printed, the one copy left
+    record = json.loads(out)
+    assert record["failure"] == "" and record["converged"] and record["engine"] == "executor", record
+    # one line naming the folder and the cause, and a non-zero exit
+    lines = [ln for ln in err.splitlines() if ln.startswith("pausecast:")]
+    assert lines == [f"pausecast: cannot write the run to {results}: no space left on device"]
+    assert code == 3
+    print(f"\nresults disk full ({room_kib} KiB left): {lines[0]}; exit {code}; migrated "
+          f"{record['failure'] == ''}, {len(before)} files there before kept")
+    # nothing there before lost or changed, nothing half-written left
+    assert after == before and all(".run-" not in name for name in after)

@@ -117,6 +117,13 @@ def _qemu_event(text: str, host: str) -> LogEvent:
     return LogEvent(t_s, host, "qemu " + obj.get("event", "?"), detail, data)
 
 
+def mark_line(name: str) -> bytes:
+    """What a line of the mark `name` holds, for a fault that waits for it to be logged (the
+    function's own first line: a prefix of another function's name does not match)."""
+    function = next(function for function, _pattern, mark, _filter in _MARKS if mark == name)
+    return f" : {function}:".encode()
+
+
 def missing_filters(events: list[LogEvent] | tuple[LogEvent, ...], host: str) -> list[str]:
     """The log_filters entries whose lines a completed migration's log stretch on `host` lacks; none
     when nothing was read from that host (no log given: a different matter, said elsewhere)."""

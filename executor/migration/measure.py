@@ -87,6 +87,9 @@ class Observations:
     error_domain: int = 0
     # after a failure: could this client still reach the destination daemon (None: not asked)
     destination_reachable: bool | None = None
+    # after a failure that took this client's connection to the source daemon with it (the daemon
+    # restarted or died): did a new connection reach it (None: the connection survived, not asked)
+    source_reachable: bool | None = None
     # the source domain's state after the call: "running", "paused", "shut off", ...
     source_state: str = ""
     # what the executor's watchdog did: "" | "timeout" | "give-up"
@@ -167,7 +170,9 @@ def failure_text(obs: Observations) -> str:
     "not-converged"), a stuck VSI's diagnosis (vdp_faults.py), else what failed and libvirt's message.
     libvirt says "client socket is closed" both when the destination daemon died and when the link
     between the hosts was cut; whether this client can still reach the destination daemon tells the two
-    apart."""
+    apart. A source daemon that died under the call took this client's connection with it: a new
+    connection that reaches it says it was restarted. A failure after the destination's Finish began
+    and before it resumed the guest is Finish's (its QEMU gone, say)."""
     if obs.watchdog == "timeout" and obs.scenario.migration.timeout_action == "abort":
         return "timeout"
     if obs.watchdog == "give-up":
@@ -176,13 +181,25 @@ def failure_text(obs: Observations) -> str:
         return ""
     if obs.port_fault:
         return obs.port_fault
+    if obs.source_reachable is not None:
+        what = "restarted during the migration" if obs.source_reachable else "unreachable"
+        return f"source daemon {what}: {obs.error}"
     if obs.destination_reachable is False:
         return f"destination daemon unreachable: {obs.error}"
     if obs.error_code == ERR_OPERATION_ABORTED:
         return f"aborted: {obs.error}"
     if obs.error_domain == FROM_RPC:
         return f"connection between the hosts lost (destination daemon up): {obs.error}"
+    if _failed_in_finish(obs.log_events):
+        return f"Finish failed on the destination, before its guest ran: {obs.error}"
     return f"migration failed: {obs.error}"
+
+
+def _failed_in_finish(log_events: Iterable[LogEvent]) -> bool:
+    """The destination logged Finish's start but never sent "cont": the call failed in Finish, and
+    the source's Confirm, told so, resumed the guest there."""
+    names = {e.name for e in log_events if e.host == "destination"}
+    return "finish" in names and "start cpus" not in names
 
 
 def build_record(obs: Observations) -> MigrationRecord:

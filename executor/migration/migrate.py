@@ -38,6 +38,9 @@ GIVE_UP_S = 300.0
 # libvirt sends the job-completed event and settles the completed job's figures just after the call
 # returns; "query-migrate may report completed before its final figures are set": read again
 SETTLE_S = 2.0
+# a daemon restarted under a migration (systemd after a crash, an upgrade) answers again within
+# seconds; how long to wait for it before calling it gone
+RECONNECT_S = 15.0
 # (t0_s, wait_s) -> what the switch saw of the destination's port since t0_s
 PortObserver = Callable[[float, float], PortObservation]
 
@@ -199,6 +202,30 @@ def _reachable(uri: str) -> bool:
     return True
 
 
+def _reopen(uri: str, wait_s: float) -> Any | None:
+    """A new connection to the daemon at `uri`, tried until `wait_s` has passed; None if it does not
+    answer by then."""
+    import libvirt
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return libvirt.open(uri)
+        except libvirt.libvirtError:
+            if time.monotonic() > deadline:
+                return None
+        time.sleep(0.2)
+
+
+def _alive(conn: Any) -> bool:
+    import libvirt
+
+    try:
+        return bool(conn.isAlive())
+    except libvirt.libvirtError:
+        return False
+
+
 # include/libvirt/libvirt-domain.h: virDomainState
 _STATES = ("no state", "running", "blocked", "paused", "shutting down", "shut off", "crashed", "pmsuspended")
 
@@ -211,6 +238,16 @@ def _state_name(dom: Any) -> str:
     except libvirt.libvirtError:
         return "unknown"
     return _STATES[state] if 0 <= state < len(_STATES) else str(state)
+
+
+def _state_on(conn: Any, uuid: str) -> str:
+    """The domain's state as the daemon behind `conn` sees it."""
+    import libvirt
+
+    try:
+        return _state_name(conn.lookupByUUIDString(uuid))
+    except libvirt.libvirtError:
+        return "unknown"
 
 
 def _version_text(number: int) -> str:
@@ -329,6 +366,16 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
             recorders[0].wait_for("job completed", SETTLE_S)
         completed = _settled_completed_stats([dom, *_arrived(dst, uuid)], want_final=not error)
         reachable = _reachable(ends.dst_uri) if error else None
+        # the source daemon died under the call (restarted, or gone): its connection went with it, so
+        # what became of the guest is asked through a new one once the daemon answers again (libvirt's
+        # recovery cancels a migration still in Perform and keeps the guest running)
+        source_reachable, source_state = None, ""
+        if error and not _alive(src):
+            fresh = _reopen(ends.src_uri, RECONNECT_S)
+            source_reachable = fresh is not None
+            if fresh is not None:
+                conns.append(fresh)
+                source_state = _state_on(fresh, uuid)
         log_events = [e for host, tail in tails.items() for e in parse_log(tail.read(), host)]
         port = observe_port(t0, 0.0 if error else scenario.switch.timeout_s) if observe_port else None
         events = [e for r in recorders for e in r.events]
@@ -340,7 +387,8 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
         obs = Observations(
             scenario=scenario, mode=scenario.migration.mode, t0_s=t0, t_end_s=t_end,
             error=error, error_code=code, error_domain=domain_code, destination_reachable=reachable,
-            source_state=_state_name(dom), watchdog=watchdog.fired, watchdog_s=watchdog.fired_at_s,
+            source_reachable=source_reachable, source_state=source_state or _state_name(dom),
+            watchdog=watchdog.fired, watchdog_s=watchdog.fired_at_s,
             completed=completed, samples=tuple(samples),
             events=tuple(sorted(events, key=lambda e: e.t_s)),
             log_events=tuple(sorted(log_events, key=lambda e: e.t_s)), rtt_ms=ends.rtt_ms, port=port,

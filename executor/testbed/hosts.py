@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..migration.daemon_log import mark_line
 from .guest_build import build_guest
 from .guest_domain import DirtySpec, domain_xml, guest_faulted, guest_started
 from .kvm import QEMU, capabilities_cache_dir, detect_virt_type
@@ -528,6 +529,60 @@ class Testbed:
         self._start_libvirtd(h)
         self._save(st)
         self._wait_libvirtd(h, time.monotonic() + self.config.timeout_s)
+
+    def qemu_pids(self, host: str, guest: str) -> list[int]:
+        """The QEMU processes of `guest` on `host`: their command line names the guest (-name
+        guest=...) and their network namespace is the host's."""
+        st = self._load()
+        if st is None or host not in st.hosts:
+            raise TestbedError("testbed is not up")
+        netns = st.hosts[host].netns_inode
+        return [p for p in all_pids() if (argv := argv_of(p)) and os.path.basename(argv[0]).startswith("qemu")
+                and any(a == f"guest={guest}" or a.startswith(f"guest={guest},") for a in argv)
+                and ns_inode(p, "net") == netns]
+
+    def kill_qemu_in_finish(self, guest: str, timeout_s: float = 120.0) -> str:
+        """SIGKILLs `guest`'s QEMU on the destination during Finish, which takes milliseconds, so
+        deterministically: waits for the destination daemon to log Finish's start, freezes the daemon
+        (SIGSTOP) at once, kills the QEMU if the daemon has not logged "cont" yet (qemuProcessStartCPUs)
+        and lets the daemon go on (SIGCONT); its Finish then finds its QEMU gone. Blocks: start it in a
+        thread before the migration. Returns "killed", or why not: "missed" (the daemon had sent "cont"
+        when it froze), "no QEMU" (none of that guest there) or "no Finish" (none logged within
+        `timeout_s`)."""
+        finish, start_cpus = mark_line("finish"), mark_line("start cpus")
+        daemons = self.libvirtd_pids(DST)
+        deadline = time.monotonic() + timeout_s
+        with open(self.migration_log(DST), "rb") as log:
+            log.seek(0, os.SEEK_END)
+            tail = b""
+            while True:
+                # a tight poll of what is new only: the daemon reaches "cont" a few ms after Finish starts
+                text = tail + log.read()
+                if (at := text.find(finish)) >= 0:
+                    since_finish = text[at:]
+                    break
+                tail = text[-len(finish):]
+                if time.monotonic() > deadline:
+                    return "no Finish"
+                time.sleep(0.0005)
+            for pid in daemons:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                # what the daemon wrote before it froze
+                time.sleep(0.05)
+                if start_cpus in since_finish + log.read():
+                    return "missed"
+                qemus = self.qemu_pids(DST, guest)
+                for pid in qemus:
+                    os.kill(pid, signal.SIGKILL)
+                gone_by = time.monotonic() + 5.0
+                while any(alive(pid, None) for pid in qemus) and time.monotonic() < gone_by:
+                    time.sleep(0.01)
+                return "killed" if qemus else "no QEMU"
+            finally:
+                for pid in daemons:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
 
     def set_link(self, up: bool) -> None:
         """Cuts the link between the hosts (both veth ends down) or restores it."""

@@ -11,7 +11,7 @@ from ..report.text import format_prediction
 from ..runs.run_files import write_run
 from ..runs.store import json_text
 from .progress import ProgressLine
-from .targets import add_target_arguments, cannot_run_is_one_line, open_target
+from .targets import EXIT_CANNOT_RUN, add_target_arguments, cannot_run_is_one_line, open_target
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -39,12 +39,21 @@ def run(args: argparse.Namespace) -> int:
     measurement = target.run(scenario, on_sample=progress)
     record = measurement.record
     progress.finish(record.migrated)
-    folder = write_run(measurement, args.results)
+    try:
+        folder = write_run(measurement, args.results)
+    except OSError as exc:
+        # the migration is over and the results folder as it was (staging path aside, which is gone):
+        # the record printed is all that is left of the run
+        folder, unwritten = None, (exc.strerror or str(exc)).lower()
     if args.json:
         print(json_text({**record.to_row(), "extra": record.extra}), end="")
     else:
         print(format_prediction(scenario, record))
         print(f"\n  measured on {target.describe}; phases from {Measured.of(record).phases_from}")
-        print(f"  wrote {folder}/record.json, raw.json and a row in {args.results}/runs.csv")
+        if folder is not None:
+            print(f"  wrote {folder}/record.json, raw.json and a row in {args.results}/runs.csv")
     target.say_where_the_domain_is(sys.stderr if args.json else sys.stdout)
+    if folder is None:
+        print(f"pausecast: cannot write the run to {args.results}: {unwritten}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     return 0 if record.migrated else 1
