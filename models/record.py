@@ -133,8 +133,9 @@ class Measured:
     error: str = ""
     error_code: int = 0
     error_domain: int = 0
-    # after a failure: could the client still reach the destination daemon (None: not asked)
+    # after a failure: could the client still reach each daemon (None: not asked)
     destination_reachable: bool | None = None
+    source_reachable: bool | None = None
     source_state: str = ""
     port_fault: str = ""
     rtt_ms: float = NAN

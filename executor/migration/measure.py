@@ -284,6 +284,7 @@ def build_record(obs: Observations) -> MigrationRecord:
         error_code=obs.error_code,
         error_domain=obs.error_domain,
         destination_reachable=obs.destination_reachable,
+        source_reachable=obs.source_reachable,
         source_state=obs.source_state,
         port_fault=obs.port_fault,
         rtt_ms=obs.rtt_ms,
