@@ -105,3 +105,28 @@ def test_version_of_a_tree_never_installed_is_the_packages_own(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
     assert provenance.package_version() == pausecast.__version__
+
+
+def test_a_child_forked_during_a_command_dies_of_sigterm_as_by_default():
+    # pyroute2 forks a child to open a socket in another namespace and ends it with SIGTERM; the
+    # command's handler (raise, then unwind as Ctrl-C does) must not run in that child
+    import os
+    import signal
+    import time
+
+    from pausecast.cli import _terminate_in
+
+    previous = signal.signal(signal.SIGTERM, _terminate_in(os.getpid()))
+    try:
+        child = os.fork()
+        if child == 0:
+            try:
+                time.sleep(30)
+            finally:
+                os._exit(0)  # reached only if the signal was turned into an exception
+        time.sleep(0.2)
+        os.kill(child, signal.SIGTERM)
+        _, status = os.waitpid(child, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..models.errors import ScenarioError
@@ -105,13 +105,23 @@ class Terminated(Exception):
     written whole or not at all, so what was written is kept."""
 
 
-def _terminate(_signum: int, _frame: object) -> None:
-    raise Terminated
+def _terminate_in(pid: int) -> Callable[[int, object], None]:
+    """The SIGTERM handler of process `pid`. A child forked while a command runs (pyroute2 forks one
+    to open a socket in another namespace, then ends it with SIGTERM) inherits the handler: there it
+    does what SIGTERM does by default, so the child ends instead of unwinding a copy of the command."""
+    def terminate(signum: int, _frame: object) -> None:
+        if os.getpid() != pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated
+
+    return terminate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = signal.signal(signal.SIGTERM, _terminate_in(os.getpid())) if in_main_thread else None
     try:
         return _main(argv)
     finally:
