@@ -25,3 +25,11 @@ def read_text(path: Path, field: str) -> str:
         raise ScenarioError(field, str(path), f"cannot be read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise ScenarioError(field, str(path), f"is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
+def check_seed(seed: int) -> None:
+    """numpy's generators take seeds >= 0 only; the record keeps the seed in an int64 column."""
+    if seed < 0:
+        raise ScenarioError("--seed", seed, "expected an integer >= 0")
+    if seed >= 2**63:
+        raise ScenarioError("--seed", seed, "at most 2^63 - 1 (the records' int64 seed column)")

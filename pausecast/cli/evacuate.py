@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..models.errors import check_seed
 from ..models.fleet import load_fleet
 from ..models.units import bytes_to_mib
 from ..report.timeline import timeline_figure
@@ -34,6 +35,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)
     fleet = load_fleet(args.fleet, args.overrides)
     result = simulate_fleet(fleet, seed=args.seed)
     out = Path(args.results) / fleet.name

@@ -97,10 +97,16 @@ class Results:
 def load(root: Path) -> Results:
     root = Path(root)
     try:
-        manifest = json.loads((root / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        # ValueError: not JSON, or not UTF-8
         raise ScenarioError("RESULTS_DIR", str(root), f"has no readable {MANIFEST} ({exc})") from None
-    definition = manifest["definition"]
+    definition = manifest.get("definition") if isinstance(manifest, dict) else None
+    if not (isinstance(definition, dict) and isinstance(definition.get("axes"), list)
+            and all(isinstance(a, dict) and "field" in a and "kind" in a for a in definition["axes"])
+            and {"kind", "replicates", "name"} <= set(definition)):
+        raise ScenarioError("RESULTS_DIR", str(root), f"its {MANIFEST} is not a sweep's manifest "
+                                                      "(no definition with axes, kind, replicates, name)")
     return Results(load_results(root), tuple(definition["axes"]), definition["kind"],
                    definition["replicates"], definition["name"])
 
