@@ -38,7 +38,7 @@ class FleetLinkSpec:
     bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True, least=lim.LINK_MIN_MBIT_S,
                                    most=lim.LINK_MBIT_S)
     # usable fraction of the line rate for migration streams
-    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True)
+    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True, least=lim.EFFICIENCY)
     # this hop's share of a path's round trip: two NICs make the single-VM default of 0.2 ms
     rtt_ms: float = spec(0.1, lo=0.0, most=lim.RTT_MS)
 

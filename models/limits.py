@@ -38,6 +38,9 @@ LINK_MBIT_S = Limit(1.6e6, "1.6 Tbit/s, the fastest Ethernet")
 # 1 kbit/s: below it one 4 KiB page takes over half a minute; no live migration runs that slow,
 # and much lower rates overflow the times to infinity
 LINK_MIN_MBIT_S = Limit(0.001, "1 kbit/s, slower than any link a migration runs over")
+# 1%: a stream left less of its link has stopped, not slowed (TCP's framing takes ~5%); with the
+# slowest link it keeps a migration's times finite
+EFFICIENCY = Limit(0.01, "1% of the line rate; less is a stopped stream")
 # 10 s: 16 times a geostationary satellite's round trip (~0.6 s), the slowest path a TCP
 # migration stream crosses; libvirt's keepalive (5 x 5 s) drops a connection slower than that
 RTT_MS = Limit(10_000, "10 s, 16 times a geostationary satellite round trip")
@@ -47,8 +50,11 @@ SOCKET_BACKLOG_MIB = Limit(2048, "2 GiB, the largest send buffer Linux gives a s
 MAX_DOWNTIME_MS = Limit(2_000_000, "QEMU's largest downtime-limit, 2000 s")
 # libvirt QEMU_DOMAIN_MIG_BANDWIDTH_MAX: INT64_MAX bytes/s in MiB/s, the largest speed it passes on
 MIGRATION_MIB_S = Limit(2**63 // 2**20, "libvirt's largest migration speed (INT64_MAX bytes/s)")
-# virsh migrate --timeout takes an int of seconds
+# libvirt's migrate-setspeed counts whole MiB/s: 1 is its slowest cap (0 = unlimited)
+MIGRATION_MIN_MIB_S = Limit(1, "libvirt's slowest speed cap, or 0 = unlimited")
+# virsh migrate --timeout takes an int of seconds, from 1 (0 = none)
 MIGRATION_TIMEOUT_S = Limit(2**31 - 1, "virsh's --timeout is an int of seconds")
+MIGRATION_MIN_TIMEOUT_S = Limit(1, "virsh's --timeout counts whole seconds, or 0 = none")
 # an hour: libvirt gives up on a switch after 10 s (compiled in); an hour is a switch that never
 # answers, which is mode = "silent"
 SWITCH_TIMEOUT_S = Limit(3600, "an hour; libvirt's own is 10 s")
@@ -62,6 +68,8 @@ SWITCH_CAPACITY = Limit(4094, "one per 802.1Q VLAN ID")
 # event, so more would spend the events budget on other tenants
 BACKGROUND_PER_S = Limit(1000, "over three lldpads at their measured 3 ms a request")
 # an hour: libvirt polls every 125 ms (compiled in); an hour-long poll never sees an answer in time
+# 1 ms: a shorter poll is a busy loop, and divides an answer's latency into more polls than floats count
+POLL_MIN_INTERVAL_MS = Limit(1, "1 ms; libvirt's own is 125 ms")
 POLL_INTERVAL_MS = Limit(3_600_000, "an hour; libvirt's own is 125 ms")
 # an hour: the slowest fixed cost measured is Confirm's 1.8 s; an hour is a hang, not an overhead
 OVERHEAD_MS = Limit(3_600_000, "an hour; the slowest measured is 1.8 s")
@@ -77,7 +85,11 @@ FLEET_SWEEP_MIGRATIONS = 1_000_000
 # events budget below
 FLEET_VMS = 10_000
 # SimPy events of one evacuation (~250,000 a second): ~70 per VM, the rest other tenants' requests
-FLEET_EVENTS = 5_000_000
+FLEET_EVENTS = 2_000_000
 # SimPy events of one simulation (~250,000 a second): a migration needs tens; the rest are port
 # requests and other tenants' background load
 SIM_EVENTS = 1_000_000
+# requests waiting at one switch: an overloaded switch (load x service time > capacity) is a model of
+# its own (requests time out), but SimPy cancels a waiting request by list.remove, so tearing down a
+# backlog of n costs n^2: 10^4 is a second
+SWITCH_BACKLOG = 10_000

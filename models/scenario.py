@@ -58,7 +58,7 @@ class LinkSpec:
     bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True, least=lim.LINK_MIN_MBIT_S,
                                    most=lim.LINK_MBIT_S)
     # usable fraction of the line rate for the migration stream (TCP/IP framing, competing traffic)
-    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True)
+    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True, least=lim.EFFICIENCY)
     # a same-rack round trip
     rtt_ms: float = spec(0.2, lo=0.0, most=lim.RTT_MS)
     # what waits in the sender's TCP socket and the link's queue when QEMU writes faster than the link
@@ -73,11 +73,13 @@ class MigrationSpec:
     # QEMU migration/options.c: DEFAULT_MIGRATE_SET_DOWNTIME 300 ms (libvirt leaves it unless told)
     max_downtime_ms: float = spec(300.0, lo=0.0, lo_open=True, most=lim.MAX_DOWNTIME_MS)
     # libvirt: 0 = unlimited (it overrides QEMU's own 128 MiB/s max-bandwidth default)
-    bandwidth_mib_s: float = spec(0.0, lo=0.0, most=lim.MIGRATION_MIB_S)
+    bandwidth_mib_s: float = spec(0.0, lo=0.0, least=lim.MIGRATION_MIN_MIB_S, most=lim.MIGRATION_MIB_S,
+                                  off=0.0)
     # qemu: QEMU's rule (models/switchover.py); pass-end: the textbook rule that the closed form solves
     switchover_rule: str = spec("qemu", choices=("qemu", "pass-end"))
     # virsh migrate --timeout; 0 = none (libvirt's default)
-    timeout_s: float = spec(0.0, lo=0.0, most=lim.MIGRATION_TIMEOUT_S)
+    timeout_s: float = spec(0.0, lo=0.0, least=lim.MIGRATION_MIN_TIMEOUT_S, most=lim.MIGRATION_TIMEOUT_S,
+                            off=0.0)
     # virsh migrate --timeout-suspend / --timeout-postcopy; Nova's default action is abort
     timeout_action: str = spec("abort", choices=("abort", "pause", "postcopy"))
     # p2p: virDomainMigrateToURI3 with VIR_MIGRATE_PEER2PEER (Nova); direct: managed virDomainMigrate3
@@ -111,7 +113,8 @@ class SwitchSpec:
     # answer | refuse (answers with an error) | silent (never answers)
     mode: str = spec("answer", choices=("answer", "refuse", "silent"))
     # libvirt virnetdevvportprofile.c: STATUS_POLL_INTERVL_USEC = 1/8 s
-    poll_interval_ms: float = spec(125.0, lo=0.0, lo_open=True, most=lim.POLL_INTERVAL_MS)
+    poll_interval_ms: float = spec(125.0, lo=0.0, lo_open=True, least=lim.POLL_MIN_INTERVAL_MS,
+                                   most=lim.POLL_INTERVAL_MS)
     # libvirt virnetdevvportprofile.c: STATUS_POLL_TIMEOUT_USEC = 10 s
     timeout_s: float = spec(10.0, lo=0.0, lo_open=True, most=lim.SWITCH_TIMEOUT_S)
 

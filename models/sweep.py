@@ -286,7 +286,10 @@ def _scenario_checker(field: str, where: str, base_dir: Path):
 
 
 def _checked_with_the_fleet(value: Any, at: str) -> Any:
-    """A fleet's values are checked when each point's fleet is built (`design`)."""
+    """A fleet's values are checked when each point's fleet is built (`design`); an axis holds plain
+    values only (a table or a list would not make a column)."""
+    if not isinstance(value, int | float | str):
+        raise ScenarioError(at, value, "expected a number, a string or true/false")
     return value
 
 

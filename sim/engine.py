@@ -7,6 +7,7 @@ from `pausecast.models`. It does no I/O; it returns the result record and its ev
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from ..models import timeline
 from ..models.association import waits_for_switch
 from ..models.dirty import DirtyModel, dirty_model_for, written_pages
 from ..models.errors import ScenarioError
-from ..models.limits import SIM_EVENTS
+from ..models.limits import SIM_EVENTS, SWITCH_BACKLOG
 from ..models.phases import Phase, network_outage_s
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario, SwitchSpec
@@ -449,12 +450,12 @@ def _run(scenario: Scenario, seed: int, max_events: int) -> MigrationRun:
     switch = Switch(env, scenario.switch, rng) if scenario.port_profile.type != "none" else None
     raise_with = "raise it with --max-events"
     if switch is not None:
-        check_background_budget(scenario.switch, switch.warmup_s() + first_pass_s(scenario), max_events,
-                                raise_with)
+        check_background_budget(scenario.switch, "switch", switch.warmup_s() + first_pass_s(scenario),
+                                max_events, raise_with)
     if switch is not None and switch.warmup_s() > 0:
         env.run(until=switch.warmup_s())
     run = MigrationRun(env, scenario, switch, dirty_model_for(scenario.vm), LinkRates.for_scenario(scenario))
-    run_within(env, env.process(run.run()), max_events, raise_with)
+    run_within(env, env.process(run.run()), max_events, raise_with, () if switch is None else (switch,))
     return run
 
 
@@ -469,23 +470,45 @@ def first_pass_s(scenario: Scenario) -> float:
     return written_b / LinkRates.for_scenario(scenario).live_bytes_s
 
 
-def check_background_budget(switch: SwitchSpec, horizon_s: float, max_events: int, raise_with: str) -> None:
-    """Before any work: other tenants' requests over at least `horizon_s` fit the events budget."""
-    expected = _STEPS_PER_REQUEST * switch.background_load_per_s * horizon_s
+def check_background_budget(switch: SwitchSpec, where: str, horizon_s: float, max_events: int,
+                            raise_with: str) -> None:
+    """Before any work: other tenants' requests at the switch at `where` over at least `horizon_s`
+    fit the events budget, and an overloaded switch's backlog stays within SWITCH_BACKLOG."""
+    load = switch.background_load_per_s
+    expected = _STEPS_PER_REQUEST * load * horizon_s
     if expected > max_events:
-        raise ScenarioError("switch.background_load_per_s", switch.background_load_per_s,
+        raise ScenarioError(f"{where}.background_load_per_s", load,
                             f"over at least {horizon_s:.3g} s of simulation (warm-up and the first pass) "
                             f"that is ~{expected:.3g} simulated events, more than the budget of "
                             f"{max_events} ({raise_with})")
+    service_s = ms_to_s(switch.service_time_ms)
+    growth_per_s = load - switch.capacity / service_s if service_s > 0 else 0.0
+    if growth_per_s * horizon_s > SWITCH_BACKLOG:
+        raise ScenarioError(f"{where}.background_load_per_s", load, _overloaded(
+            f"its backlog grows by {growth_per_s:.3g} requests/s, over {horizon_s:.3g} s at least"))
 
 
-def run_within(env: simpy.Environment, until: simpy.Event, max_events: int, raise_with: str) -> int:
-    """`env.run(until=...)` that stops at `max_events` steps with the one-line error. Returns the steps."""
+def _overloaded(how: str) -> str:
+    return (f"an overloaded switch (load x service time > capacity): {how}, more than the "
+            f"{SWITCH_BACKLOG} waiting the simulation keeps (raise capacity or lower the load)")
+
+
+def run_within(env: simpy.Environment, until: simpy.Event, max_events: int, raise_with: str,
+               switches: Iterable[Switch] = ()) -> int:
+    """`env.run(until=...)` that stops at `max_events` steps, or at a switch backlog past
+    SWITCH_BACKLOG, with the one-line error. Returns the steps."""
     steps = 0
+    switches = tuple(switches)
     while not until.triggered:
         env.step()
         steps += 1
         if steps > max_events:
             raise ScenarioError("simulated events", steps, f"more than the budget of {max_events} "
                                                            f"({raise_with})")
+        # every 1024 steps: a backlog costs its length again when it is torn down (SimPy cancels a
+        # waiting request by list.remove)
+        if switches and not steps & 1023:
+            waiting = sum(len(sw.server.queue) for sw in switches)
+            if waiting > SWITCH_BACKLOG:
+                raise ScenarioError("switch backlog", waiting, _overloaded(f"{waiting} requests waiting"))
     return steps

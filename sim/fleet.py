@@ -261,8 +261,8 @@ class FleetRun:
         warmup_s = max((sw.warmup_s() for sw in self.switches.values()), default=0.0)
         # the evacuation lasts at least its slowest VM's first pass, alone on its path
         horizon_s = warmup_s + max(first_pass_s(vm.scenario) for vm in fleet.vms)
-        for spec in fleet.switches.values():
-            check_background_budget(spec, horizon_s, fleet.plan.max_events, _RAISE_WITH)
+        for name, spec in fleet.switches.items():
+            check_background_budget(spec, f"switches.{name}", horizon_s, fleet.plan.max_events, _RAISE_WITH)
         if warmup_s > 0:
             self.env.run(until=warmup_s)
         for switch in self.switches.values():
@@ -279,7 +279,7 @@ class FleetRun:
 
     def run(self) -> FleetResult:
         self.events = run_within(self.env, self.env.process(self._plan()), self.fleet.plan.max_events,
-                                 _RAISE_WITH)
+                                 _RAISE_WITH, self.switches.values())
         rows = [self._row(i, run) for i, run in enumerate(self.runs)]
         return FleetResult(rows, self._summary(rows))
 

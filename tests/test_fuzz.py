@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import math
+import shutil
 import signal
 import tempfile
 from collections import Counter
@@ -37,7 +38,7 @@ CASE_BUDGET_S = 10
 # the cases each target has run in this session, for the closing table
 TRIED: Counter[str] = Counter()
 
-FUZZ = settings(max_examples=60, deadline=None, database=None,
+FUZZ = settings(max_examples=800, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
 
@@ -62,6 +63,9 @@ def run_case(target: str, argv: list[str]) -> tuple[int, str, str]:
                 code = main(argv)
             except SystemExit as exc:  # argparse's own refusals
                 code = exc.code if isinstance(exc.code, int) else 2
+    except Exception as exc:
+        raise AssertionError(f"{type(exc).__name__} ({exc}) from pausecast {' '.join(argv)} "
+                             f"with {_input_of(argv)!r}") from exc
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -70,6 +74,11 @@ def run_case(target: str, argv: list[str]) -> tuple[int, str, str]:
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("pausecast: "), (argv, stderr)
     return code, out.getvalue(), stderr
+
+
+def _input_of(argv: list[str]) -> bytes:
+    path = Path(argv[1])
+    return path.read_bytes()[:3000] if path.is_file() else b""
 
 
 def assert_consistent(rows: list[dict[str, Any]]) -> None:
@@ -242,7 +251,7 @@ FLEET_SETS = st.sampled_from([
     "profiles.p.vm.memory_mib=nan", "=", "plan", "profiles.q.vm.memory_mib=1"])
 
 
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=150)
 @given(data=st.data())
 def test_evacuate_never_breaks(data):
     spoil = data.draw(spoils("value", "value", "key", "count", "seed", "set"))
@@ -273,14 +282,20 @@ def test_evacuate_never_breaks(data):
 BAD_SIZES = st.sampled_from([0, -1, 10**9, 2**62, 1.5, "2"])
 BAD_AXIS_FIELDS = st.sampled_from(["name", "overheads.profile", "vm", "vm.bogus", "", "links.x.y"])
 SWEPT = {path: f for path, f in SCENARIO_FIELDS.items() if path != "vm.dirty.model"}
+FLEET_SWEPT = {path: f for path, f in FLEET_FIELDS.items() if field_kind(f) in (int, float)}
+FLEET_BAD_AXIS_FIELDS = st.sampled_from(["links.typo.bandwidth_mbit_s", "vms.0.count", "plan", "name",
+                                         "profiles.q.vm.memory_mib", "hosts.a.links"])
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=300)
 @given(data=st.data())
 def test_sweep_never_breaks(data):
     spoil = data.draw(spoils("base", "field", "values", "size", "replicates", "samples", "seed", "key"))
-    field = data.draw(BAD_AXIS_FIELDS if spoil == "field" else st.sampled_from(sorted(SWEPT)))
-    values = BAD_VALUES if spoil == "values" else plausible(SWEPT[field]) if field in SWEPT else ANY_NUMBER
+    of_fleet = data.draw(st.integers(0, 3)) == 0
+    fields = FLEET_SWEPT if of_fleet else SWEPT
+    field = data.draw((FLEET_BAD_AXIS_FIELDS if of_fleet else BAD_AXIS_FIELDS) if spoil == "field"
+                      else st.sampled_from(sorted(fields)))
+    values = BAD_VALUES if spoil == "values" else plausible(fields[field]) if field in fields else ANY_NUMBER
     size = BAD_SIZES if spoil == "size" else st.integers(1, 3)
     kind = data.draw(st.sampled_from(["values", "range", "sample"]))
     if kind == "values":
@@ -291,11 +306,12 @@ def test_sweep_never_breaks(data):
     else:
         axis = {"field": field, "sample": {"low": data.draw(values), "high": data.draw(values),
                                            "scale": data.draw(SCALES)}}
-    base = tables(data, SCENARIO_FIELDS, {"vm": {"memory_mib": 256.0}}, most=3)
+    base_fields = FLEET_FIELDS if of_fleet else SCENARIO_FIELDS
+    base = tables(data, base_fields, FLEET if of_fleet else {"vm": {"memory_mib": 256.0}}, most=3)
     if spoil == "base":
-        spoil_value(data, base, SCENARIO_FIELDS)
+        spoil_value(data, base, base_fields)
     replicates = data.draw(BAD_SIZES if spoil == "replicates" else st.integers(1, 3))
-    sweep: dict[str, Any] = {"base": base, "axes": [axis], "replicates": replicates}
+    sweep: dict[str, Any] = {"fleet" if of_fleet else "base": base, "axes": [axis], "replicates": replicates}
     if kind == "sample" or spoil == "samples":
         sweep["sampling"] = {"method": data.draw(st.sampled_from(["lhs", "random"])),
                              "samples": data.draw(BAD_SIZES if spoil == "samples" else st.integers(1, 3))}
@@ -320,7 +336,7 @@ RAW = st.one_of(st.binary(max_size=200), st.binary(max_size=40).map(lambda b: b"
                 st.text(max_size=80).map(str.encode))
 
 
-@FUZZ
+@settings(FUZZ, max_examples=300)
 @given(raw=RAW, target=st.sampled_from(["predict", "evacuate", "sweep", "plot"]))
 def test_raw_bytes_never_break(raw, target):
     with tempfile.TemporaryDirectory() as tmp:
@@ -336,6 +352,74 @@ def test_raw_bytes_never_break(raw, target):
             path.rename(Path(tmp) / "manifest.json")
         code, _, _ = run_case(f"raw bytes: {target}", argv)
         assert code != 0 or target == "predict"
+
+
+# ---------------------------------------------------------------------------------------------------
+# every field at every extreme: the corners a random search reaches only by luck, each tried once
+
+EXTREMES = (1e308, -1e308, 1e30, 1e-300, 5e-324, -1, 0, math.nan, math.inf, -math.inf, 2**63 - 1, "x", [1],
+            True, {})
+
+
+def test_every_scenario_field_at_every_extreme(tmp_path):
+    path = tmp_path / "s.toml"
+    for field, value in itertools.product(sorted(SCENARIO_FIELDS), EXTREMES):
+        scenario: dict[str, Any] = {}
+        if field.startswith("switch."):
+            put(scenario, "port_profile.type", "802.1Qbh")  # so that the switch is simulated
+        put(scenario, field, value)
+        path.write_text(toml_text(scenario))
+        code, out, _ = run_case("predict: extremes", ["predict", str(path), "--json"])
+        if code == 0:
+            assert_consistent([json.loads(out)])
+
+
+FLEET_EXTREMES = (1e308, 1e-300, math.nan, -1, 2**63 - 1)
+
+
+def test_every_fleet_field_at_every_extreme(tmp_path):
+    path, results = tmp_path / "f.toml", tmp_path / "results"
+    numeric = sorted(p for p, f in FLEET_FIELDS.items() if field_kind(f) in (int, float))
+    for field, value in [*itertools.product(numeric, FLEET_EXTREMES),
+                         *(("vms.0.count", n) for n in (0, -1, 10**9, 2**63 - 1))]:
+        fleet = copy.deepcopy(FLEET)
+        put(fleet, "profiles.p.port_profile.type", "802.1Qbh")
+        if field == "vms.0.count":
+            fleet["vms"][0]["count"] = value
+        else:
+            put(fleet, field, value)
+        path.write_text(toml_text(fleet))
+        code, _, _ = run_case("evacuate: extremes", ["evacuate", str(path), "--results", str(results)])
+        if code == 0:
+            assert_consistent(pd.read_parquet(results / "f" / "records.parquet").to_dict("records"))
+
+
+SWEEP_EXTREMES = (1e308, 1e-300, math.nan, math.inf, -1, 0)
+SIZE_EXTREMES = (0, -1, 10**9, 2**63 - 1)
+
+
+def test_every_sweep_size_and_axis_at_every_extreme(tmp_path):
+    path, results = tmp_path / "s.toml", tmp_path / "results"
+    base = {"vm": {"memory_mib": 256.0}}
+    fields = ("vm.memory_mib", "vm.dirty.rate_mib_s", "link.bandwidth_mbit_s", "link.rtt_ms",
+              "migration.max_downtime_ms", "link.socket_backlog_mib", "vm.device_state_mib")
+    cases = [{"axes": [{"field": f, "values": [v]}]} for f in fields for v in SWEEP_EXTREMES]
+    cases += [{"axes": [{"field": f, "range": {"start": 1.0, "stop": v, "num": 2}}]}
+              for f in fields for v in SWEEP_EXTREMES]
+    cases += [{"axes": [{"field": "vm.memory_mib", "range": {"start": 1.0, "stop": 2.0, "num": n}}]}
+              for n in SIZE_EXTREMES]
+    cases += [{"axes": [{"field": "vm.memory_mib", "values": [1.0]}], "replicates": n} for n in SIZE_EXTREMES]
+    cases += [{"axes": [{"field": "vm.memory_mib", "sample": {"low": 1.0, "high": 2.0}}],
+               "sampling": {"samples": n}} for n in SIZE_EXTREMES]
+    cases += [{"axes": [{"field": f, "range": {"start": 1.0, "stop": 2.0, "num": 1000}}
+                        for f in fields[:3]]}]
+    for case in cases:
+        path.write_text(toml_text({"base": base, **case}))
+        shutil.rmtree(results, ignore_errors=True)
+        code, _, _ = run_case("sweep: extremes", ["sweep", str(path), "--workers", "1", "--no-plots",
+                                                  "--quiet", "--results", str(results)])
+        if code == 0:
+            assert_consistent(load_results(results / "s").to_dict("records"))
 
 
 @pytest.fixture(scope="module", autouse=True)
