@@ -67,15 +67,16 @@ SWITCH_CAPACITY = Limit(4094, "one per 802.1Q VLAN ID")
 # 1000 requests/s: over three lldpads at their measured 3 ms each; every request is a simulated
 # event, so more would spend the events budget on other tenants
 BACKGROUND_PER_S = Limit(1000, "over three lldpads at their measured 3 ms a request")
-# an hour: libvirt polls every 125 ms (compiled in); an hour-long poll never sees an answer in time
-# 1 ms: a shorter poll is a busy loop, and divides an answer's latency into more polls than floats count
+# libvirt polls every 125 ms (compiled in). 1 ms: a shorter poll is a busy loop, and divides an
+# answer's latency into more polls than floats count; an hour: such a poll never sees an answer in time
 POLL_MIN_INTERVAL_MS = Limit(1, "1 ms; libvirt's own is 125 ms")
 POLL_INTERVAL_MS = Limit(3_600_000, "an hour; libvirt's own is 125 ms")
 # an hour: the slowest fixed cost measured is Confirm's 1.8 s; an hour is a hang, not an overhead
 OVERHEAD_MS = Limit(3_600_000, "an hour; the slowest measured is 1.8 s")
 
 # budgets, checked before any work: each is what a run of a few minutes on one host can do. A sweep
-# file's `max_runs`, a fleet's `plan.max_vms` and predict's `--max-events` raise them.
+# file's `max_runs`, a fleet's `plan.max_vms` and `plan.max_events`, and predict's `--max-events`
+# raise them.
 # runs of a sweep (points x replicates): the fast path computes ~10^6 a second, and every run is a
 # Parquet row (~400 bytes), so 10^7 runs are seconds of work and 4 GB of rows
 SWEEP_RUNS = 10_000_000

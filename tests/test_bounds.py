@@ -266,3 +266,15 @@ def test_contradictions_finds_each_broken_invariant():
     # strict JSON's null is NaN; a record that never converged may have no total time
     row = json.loads(json.dumps({**good.to_row(), "converged": False, "total_time_s": None}))
     assert contradictions(row) == []
+
+
+@pytest.mark.parametrize("keep_bytes", [0, 100])
+def test_a_truncated_chunk_is_one_line_for_plot(tmp_path, capsys, keep_bytes):
+    sweep = tmp_path / "tiny.toml"
+    sweep.write_text('base = { vm = { memory_mib = 256 } }\n[[axes]]\nfield = "migration.max_downtime_ms"\n'
+                     "values = [100, 300]\n")
+    assert main(["sweep", str(sweep), "--workers", "1", "--quiet", "--no-plots", "--results", str(tmp_path)]) == 0
+    chunk = next((tmp_path / "tiny" / "chunks").iterdir())
+    chunk.write_bytes(chunk.read_bytes()[:keep_bytes])
+    capsys.readouterr()
+    assert "holds a chunk that cannot be read" in error_line(["plot", str(tmp_path / "tiny")], capsys)

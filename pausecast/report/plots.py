@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -107,8 +108,13 @@ def load(root: Path) -> Results:
             and {"kind", "replicates", "name"} <= set(definition)):
         raise ScenarioError("RESULTS_DIR", str(root), f"its {MANIFEST} is not a sweep's manifest "
                                                       "(no definition with axes, kind, replicates, name)")
-    return Results(load_results(root), tuple(definition["axes"]), definition["kind"],
-                   definition["replicates"], definition["name"])
+    try:
+        rows = load_results(root)
+    except (OSError, pyarrow.ArrowException) as exc:
+        # a chunk cut short: its writer was killed, or the disk was full
+        raise ScenarioError("RESULTS_DIR", str(root), f"holds a chunk that cannot be read ({exc})") from None
+    return Results(rows, tuple(definition["axes"]), definition["kind"], definition["replicates"],
+                   definition["name"])
 
 
 # ---------------------------------------------------------------------------------------------------
