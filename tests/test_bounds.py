@@ -273,7 +273,8 @@ def test_a_truncated_chunk_is_one_line_for_plot(tmp_path, capsys, keep_bytes):
     sweep = tmp_path / "tiny.toml"
     sweep.write_text('base = { vm = { memory_mib = 256 } }\n[[axes]]\nfield = "migration.max_downtime_ms"\n'
                      "values = [100, 300]\n")
-    assert main(["sweep", str(sweep), "--workers", "1", "--quiet", "--no-plots", "--results", str(tmp_path)]) == 0
+    argv = ["sweep", str(sweep), "--workers", "1", "--quiet", "--no-plots", "--results", str(tmp_path)]
+    assert main(argv) == 0
     chunk = next((tmp_path / "tiny" / "chunks").iterdir())
     chunk.write_bytes(chunk.read_bytes()[:keep_bytes])
     capsys.readouterr()
