@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import bisect
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from . import elementwise as ew
 from . import units
-from .errors import ScenarioError
+from .errors import ScenarioError, read_text
 from .scenario import VmSpec
 
 
@@ -95,10 +96,9 @@ def load_trace(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Reads a (t_s, dirty_pages) CSV into sample times (starting at 0) and cumulative pages."""
     field = "vm.dirty.path"
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise ScenarioError(field, str(path), f"cannot be read ({exc.strerror})") from None
+        rows = list(csv.DictReader(read_text(path, field).splitlines()))
+    except csv.Error as exc:
+        raise ScenarioError(field, str(path), f"not a CSV table ({exc})") from None
     if not rows or set(rows[0]) != {"t_s", "dirty_pages"}:
         raise ScenarioError(field, str(path), "needs a header t_s,dirty_pages and at least one row")
     times, cumulative = [0.0], [0.0]
@@ -107,6 +107,9 @@ def load_trace(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
             t_s, pages = float(row["t_s"]), float(row["dirty_pages"])
         except (TypeError, ValueError):
             raise ScenarioError(field, str(path), f"line {line_no}: numbers expected") from None
+        if not (math.isfinite(t_s) and math.isfinite(cumulative[-1] + pages)):
+            raise ScenarioError(field, str(path), f"line {line_no}: finite numbers expected "
+                                                  f"(t_s = {t_s!r}, dirty_pages = {pages!r})")
         if t_s <= times[-1] or pages < 0:
             raise ScenarioError(field, str(path),
                                 f"line {line_no}: t_s must increase from > 0 and dirty_pages be >= 0")

@@ -14,7 +14,7 @@ from typing import Any
 
 import tomli_w
 
-from .errors import ScenarioError
+from .errors import ScenarioError, read_text
 from .fieldpaths import check_consistency
 from .overheads import OVERHEAD_FIELDS, load_overheads_profile
 from .scenario import OverheadsSpec, Scenario
@@ -64,11 +64,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def read_toml(path: str | Path, what: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """A TOML input file as a dict, with `section.key=value` overrides applied; errors are one line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(what, str(path), f"cannot be read ({exc.strerror})") from None
-    return parse_toml(text, str(path), overrides)
+    return parse_toml(read_text(path, what), str(path), overrides)
 
 
 def parse_toml(text: str, source: str = "", overrides: list[str] | None = None) -> dict[str, Any]:
@@ -84,7 +80,10 @@ def parse_toml(text: str, source: str = "", overrides: list[str] | None = None) 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     """Reads a scenario TOML file, applying `section.key=value` overrides (values in TOML syntax)."""
     data = read_toml(path, "scenario file", overrides)
-    return scenario_from_dict(data, base_dir=Path(path).parent.resolve(), source=str(path))
+    try:
+        return scenario_from_dict(data, base_dir=Path(path).parent.resolve())
+    except ScenarioError as exc:
+        raise blamed(exc, str(path), overrides) from None
 
 
 def scenario_from_toml(text: str, base_dir: Path | None = None, source: str = "",
@@ -92,10 +91,24 @@ def scenario_from_toml(text: str, base_dir: Path | None = None, source: str = ""
     return scenario_from_dict(parse_toml(text, source, overrides), base_dir=base_dir, source=source)
 
 
+def override_key(item: str) -> str:
+    """The dotted key of a `--set key=value`."""
+    return item.partition("=")[0].strip()
+
+
+def blamed(exc: ScenarioError, source: str, overrides: list[str] | None) -> ScenarioError:
+    """`exc` blaming `source` (the file), unless its field came from a `--set`: then the file is
+    innocent and the error names the field the user typed, as it would without a file."""
+    keys = [override_key(item) for item in overrides or []]
+    if exc.source or any(exc.field == key or exc.field.startswith(f"{key}.") for key in keys):
+        return exc
+    return ScenarioError(exc.field, exc.value, exc.allowed, source)
+
+
 def apply_override(data: dict[str, Any], item: str) -> None:
     """`--set vm.dirty.rate_mib_s=100`: the value is parsed as TOML, falling back to a bare string."""
     key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
+    if not sep or not all(part.strip() for part in key.split(".")):
         raise ScenarioError("--set", item, "expected section.key=value")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import limits as lim
 from .dirty import dirty_model_for
 from .errors import ScenarioError
-from .files import parse_toml, read_toml, scenario_from_dict
+from .files import apply_override, blamed, override_key, parse_toml, read_toml, scenario_from_dict
 from .scenario import LinkSpec, Scenario, SwitchSpec
 from .schema import section_from_dict, spec
 from .units import mbit_s_to_bytes_s, pages_to_bytes
@@ -34,11 +35,12 @@ OUT, IN = "out", "in"
 @dataclass(frozen=True)
 class FleetLinkSpec:
     # a host NIC or a shared uplink; 10 GbE as in the single-VM default
-    bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True)
+    bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True, least=lim.LINK_MIN_MBIT_S,
+                                   most=lim.LINK_MBIT_S)
     # usable fraction of the line rate for migration streams
-    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True)
+    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True, least=lim.EFFICIENCY)
     # this hop's share of a path's round trip: two NICs make the single-VM default of 0.2 ms
-    rtt_ms: float = spec(0.1, lo=0.0)
+    rtt_ms: float = spec(0.1, lo=0.0, most=lim.RTT_MS)
 
     @property
     def capacity_bytes_s(self) -> float:
@@ -62,6 +64,10 @@ class PlanSpec:
     max_per_source_host: int = spec(1, lo=0)
     # which waiting VM starts when a slot frees up (ties keep the listed order)
     order: str = spec("as-listed", choices=ORDERS)
+    # budgets checked before any work (models/limits.py): the fleet's VMs, and the SimPy events of
+    # its simulation; raise them here for a larger evacuation
+    max_vms: int = spec(lim.FLEET_VMS, lo=1)
+    max_events: int = spec(lim.FLEET_EVENTS, lo=1)
 
 
 @dataclass(frozen=True)
@@ -175,10 +181,25 @@ def _vm_scenario(profile: Scenario, name: str, path: tuple[tuple[str, str], ...]
                            switch=switch)
 
 
-def _vms(data: dict[str, Any], fleet: dict[str, Any]) -> tuple[FleetVm, ...]:
+def _counts(entries: list[Any], max_vms: int) -> list[int]:
+    """Each entry's count, their sum checked against the budget before a VM is built."""
+    counts = []
+    for i, body in enumerate(entries):
+        count = _table(body, f"vms[{i}]").get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ScenarioError(f"vms[{i}].count", count, "expected an integer >= 1")
+        counts.append(count)
+    if sum(counts) > max_vms:
+        raise ScenarioError("vms", f"{sum(counts)} VMs", f"at most plan.max_vms = {max_vms} (raise it "
+                                                         "for a larger evacuation)")
+    return counts
+
+
+def _vms(data: dict[str, Any], fleet: dict[str, Any], max_vms: int) -> tuple[FleetVm, ...]:
     entries = data.get("vms", [])
     if not isinstance(entries, list) or not entries:
         raise ScenarioError("vms", entries, "expected a non-empty list of [[vms]] tables")
+    counts = _counts(entries, max_vms)
     hosts, profiles = fleet["hosts"], fleet["profiles"]
     vms: list[FleetVm] = []
     seen: set[str] = set()
@@ -190,9 +211,7 @@ def _vms(data: dict[str, Any], fleet: dict[str, Any]) -> tuple[FleetVm, ...]:
         if not isinstance(profile, str) or profile not in profiles:
             raise ScenarioError(f"{where}.profile", profile,
                                 "expected a profile name; defined: " + (", ".join(profiles) or "none"))
-        count = body.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ScenarioError(f"{where}.count", count, "expected an integer >= 1")
+        count = counts[i]
         name = body.get("name", "")
         if not isinstance(name, str):
             raise ScenarioError(f"{where}.name", name, "expected a string")
@@ -249,7 +268,7 @@ def fleet_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: 
         parts["hosts"] = _hosts(data, parts["links"], parts["switches"])
         parts["profiles"] = _profiles(data, base_dir)
         plan = section_from_dict(PlanSpec, data.get("plan", {}), "plan")
-        return Fleet(name=name, plan=plan, vms=_vms(data, parts), **parts)
+        return Fleet(name=name, plan=plan, vms=_vms(data, parts, plan.max_vms), **parts)
     except ScenarioError as exc:
         if source and not exc.source:
             raise ScenarioError(exc.field, exc.value, exc.allowed, source) from None
@@ -258,13 +277,42 @@ def fleet_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: 
 
 def fleet_from_toml(text: str, base_dir: Path | None = None, source: str = "",
                     overrides: list[str] | None = None) -> Fleet:
-    return fleet_from_dict(parse_toml(text, source, overrides), base_dir=base_dir, source=source)
+    return _overridden(parse_toml(text, source), base_dir, source, overrides)
 
 
 def load_fleet(path: str | Path, overrides: list[str] | None = None) -> Fleet:
     """Reads a fleet TOML file, applying `section.key=value` overrides (e.g. plan.max_concurrent=4)."""
-    data = read_toml(path, "fleet file", overrides)
-    return fleet_from_dict(data, base_dir=Path(path).parent.resolve(), source=str(path))
+    return _overridden(read_toml(path, "fleet file"), Path(path).parent.resolve(), str(path), overrides)
+
+
+def _overridden(data: dict[str, Any], base_dir: Path | None, source: str,
+                overrides: list[str] | None) -> Fleet:
+    """The fleet with its `--set`s applied, each into an entry the file has; an error in an
+    overridden field names the override, not the file."""
+    for item in overrides or []:
+        check_named_entry(data, override_key(item), "--set", whole_entry=True)
+        apply_override(data, item)
+    try:
+        return fleet_from_dict(data, base_dir=base_dir)
+    except ScenarioError as exc:
+        raise (blamed(exc, source, overrides) if source else exc) from None
+
+
+# fleet tables of named entries: a path must name an entry that exists (a typo must not add a link)
+FLEET_NAMED = ("links", "hosts", "switches", "profiles")
+
+
+def check_named_entry(data: dict[str, Any], path: str, where: str, whole_entry: bool) -> None:
+    """A dotted path into a fleet's named tables (`links.NAME.FIELD`) names an entry the fleet has;
+    `whole_entry`: `links.NAME` alone (the entry replaced) is a path too."""
+    parts = path.split(".")
+    if parts[0] not in FLEET_NAMED:
+        return
+    entries = data.get(parts[0], {})
+    names = list(entries) if isinstance(entries, dict) else []
+    if len(parts) < (2 if whole_entry else 3) or parts[1] not in names:
+        raise ScenarioError(where, path, f"expected {parts[0]}.NAME.FIELD with NAME one of: "
+                                         + (", ".join(names) or "none"))
 
 
 def launch_order(fleet: Fleet) -> list[int]:

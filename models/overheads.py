@@ -7,8 +7,11 @@ libvirt 9.0, QEMU 7.2) where one exists, and small estimates marked as such else
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
+
+from .limits import OVERHEAD_MS
 
 OVERHEAD_FIELDS = ("begin_ms", "prepare_ms", "setup_ms", "handshake_ms", "finish_ms", "resume_ms",
                    "confirm_ms", "announce_ms")
@@ -37,17 +40,24 @@ def load_overheads_profile(profile: str) -> dict[str, float]:
         return dict(NO_OVERHEADS_MS)
     path = Path(profile)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError:
         raise ValueError(f'allowed: "none", "default" or a readable profile file ({path} is not)') from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"profile {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"profile {path} is not valid TOML ({exc})") from None
     table = data.get("overheads", data)
+    if not isinstance(table, dict):
+        raise ValueError(f"profile {path}: overheads = {table!r} must be a table")
     costs = dict(DEFAULT_PROFILE_MS)
     for key, value in table.items():
         if key not in OVERHEAD_FIELDS:
             continue  # a calibrated profile also records how it was measured
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"profile {path}: {key} = {value!r} must be a number >= 0")
+        if not math.isfinite(value) or value > OVERHEAD_MS.value:
+            raise ValueError(f"profile {path}: {key} = {value!r} must be finite, at most "
+                             f"{OVERHEAD_MS}")
         costs[key] = float(value)
     return costs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +158,31 @@ class Measured:
         """A measured record's observations, typed; a prediction's (no `extra`) are all unknown."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in record.extra.items() if k in names})
+
+
+# a float tolerance on the pause window's order: the windows are sums of the same parts in other orders
+_TOLERANCE_MS = 1e-6
+
+
+def contradictions(row: Mapping[str, Any]) -> list[str]:
+    """What a record (a row of one: a record's `to_row`, a Parquet row, its JSON) says against itself;
+    [] when nothing. Null (strict JSON's non-finite) reads as NaN."""
+
+    def number(column: str) -> float:
+        value = row.get(column)
+        return math.nan if value is None else float(value)
+
+    found = []
+    if row.get("converged") and not math.isfinite(number("total_time_s")):
+        found.append(f"converged but total_time_s = {row.get('total_time_s')!r}")
+    pause, downtime, final = number("pause_window_ms"), number("downtime_ms"), number("final_copy_ms")
+    if not pause >= downtime - _TOLERANCE_MS * max(1.0, abs(downtime)):
+        found.append(f"pause_window_ms = {pause!r} < downtime_ms = {downtime!r}")
+    if not downtime >= final - _TOLERANCE_MS * max(1.0, abs(final)):
+        found.append(f"downtime_ms = {downtime!r} < final_copy_ms = {final!r}")
+    if not math.isfinite(number("bytes_sent")):
+        found.append(f"bytes_sent = {row.get('bytes_sent')!r}")
+    return found
 
 
 def record_from_row(row: dict[str, Any]) -> MigrationRecord:

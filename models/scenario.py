@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import identity
+from . import limits as lim
 from .association import STATUS_POLL_INTERVAL_MS, STATUS_POLL_TIMEOUT_S
 from .overheads import load_overheads_profile
 from .schema import spec
@@ -23,12 +24,12 @@ class DirtySpec:
     # constant | hotcold | trace
     model: str = spec("constant", choices=("constant", "hotcold", "trace"))
     # the worked example (models/closed_form.py): 250 MB/s = 238.4 MiB/s of distinct pages
-    rate_mib_s: float = spec(238.4, lo=0.0)
+    rate_mib_s: float = spec(238.4, lo=0.0, most=lim.DIRTY_RATE_MIB_S)
     # hot/cold (Clark et al. NSDI 2005 writable working set): a hot set rewritten continuously...
-    hot_set_mib: float = spec(0.0, lo=0.0)
-    hot_rate_mib_s: float = spec(0.0, lo=0.0)
+    hot_set_mib: float = spec(0.0, lo=0.0, most=lim.MEMORY_MIB)
+    hot_rate_mib_s: float = spec(0.0, lo=0.0, most=lim.DIRTY_RATE_MIB_S)
     # ...plus a cold linear rate over the rest of the written memory
-    cold_rate_mib_s: float = spec(0.0, lo=0.0)
+    cold_rate_mib_s: float = spec(0.0, lo=0.0, most=lim.DIRTY_RATE_MIB_S)
     # trace: CSV with columns t_s, dirty_pages (distinct pages dirtied since the previous row)
     path: str = spec("")
     # how the pages dirtied between two bitmap syncs fall on those still pending. random: any written
@@ -40,43 +41,46 @@ class DirtySpec:
 @dataclass(frozen=True)
 class VmSpec:
     # libvirt has no default memory; 4 GiB is the worked example's (models/closed_form.py)
-    memory_mib: float = spec(4096.0, lo=0.0, lo_open=True)
+    memory_mib: float = spec(4096.0, lo=0.0, lo_open=True, most=lim.MEMORY_MIB)
     # QEMU TARGET_PAGE_SIZE on x86-64
     page_size_bytes: int = spec(4096, lo=512, hi=1 << 30)
     # pages the guest never writes during the move: QEMU sends each as a header only
     zero_page_fraction: float = spec(0.0, lo=0.0, hi=1.0, hi_open=True)
     # non-iterable device state sent in the stop-and-copy (virtio, CPU); QEMU sends it last
-    device_state_mib: float = spec(0.0, lo=0.0)
+    device_state_mib: float = spec(0.0, lo=0.0, most=lim.DEVICE_STATE_MIB)
     # libvirt <vcpu> default
-    vcpus: int = spec(1, lo=1)
+    vcpus: int = spec(1, lo=1, most=lim.VCPUS)
     dirty: DirtySpec = field(default_factory=DirtySpec)
 
 
 @dataclass(frozen=True)
 class LinkSpec:
     # the worked example (models/closed_form.py): 10 GbE
-    bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True)
+    bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True, least=lim.LINK_MIN_MBIT_S,
+                                   most=lim.LINK_MBIT_S)
     # usable fraction of the line rate for the migration stream (TCP/IP framing, competing traffic)
-    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True)
+    efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True, least=lim.EFFICIENCY)
     # a same-rack round trip
-    rtt_ms: float = spec(0.2, lo=0.0)
+    rtt_ms: float = spec(0.2, lo=0.0, most=lim.RTT_MS)
     # what waits in the sender's TCP socket and the link's queue when QEMU writes faster than the link
     # carries (a link-bound live phase); it drains inside the pause. 0: not modelled (nor in fleets).
     # Measured 1.3-1.8 MiB with `ss` on the testbed's 300 Mbit/s tbf link (Linux autotunes the send
     # buffer up to tcp_wmem)
-    socket_backlog_mib: float = spec(0.0, lo=0.0)
+    socket_backlog_mib: float = spec(0.0, lo=0.0, most=lim.SOCKET_BACKLOG_MIB)
 
 
 @dataclass(frozen=True)
 class MigrationSpec:
     # QEMU migration/options.c: DEFAULT_MIGRATE_SET_DOWNTIME 300 ms (libvirt leaves it unless told)
-    max_downtime_ms: float = spec(300.0, lo=0.0, lo_open=True)
+    max_downtime_ms: float = spec(300.0, lo=0.0, lo_open=True, most=lim.MAX_DOWNTIME_MS)
     # libvirt: 0 = unlimited (it overrides QEMU's own 128 MiB/s max-bandwidth default)
-    bandwidth_mib_s: float = spec(0.0, lo=0.0)
+    bandwidth_mib_s: float = spec(0.0, lo=0.0, least=lim.MIGRATION_MIN_MIB_S, most=lim.MIGRATION_MIB_S,
+                                  off=0.0)
     # qemu: QEMU's rule (models/switchover.py); pass-end: the textbook rule that the closed form solves
     switchover_rule: str = spec("qemu", choices=("qemu", "pass-end"))
     # virsh migrate --timeout; 0 = none (libvirt's default)
-    timeout_s: float = spec(0.0, lo=0.0)
+    timeout_s: float = spec(0.0, lo=0.0, least=lim.MIGRATION_MIN_TIMEOUT_S, most=lim.MIGRATION_TIMEOUT_S,
+                            off=0.0)
     # virsh migrate --timeout-suspend / --timeout-postcopy; Nova's default action is abort
     timeout_action: str = spec("abort", choices=("abort", "pause", "postcopy"))
     # p2p: virDomainMigrateToURI3 with VIR_MIGRATE_PEER2PEER (Nova); direct: managed virDomainMigrate3
@@ -99,19 +103,20 @@ class PortProfileSpec:
 @dataclass(frozen=True)
 class SwitchSpec:
     # lldpad in bridge mode answered in 2-4 ms on the namespace testbed
-    service_time_ms: float = spec(3.0, lo=0.0)
+    service_time_ms: float = spec(3.0, lo=0.0, most=lim.SERVICE_TIME_MS)
     service_distribution: str = spec("constant", choices=("constant", "exponential", "lognormal"))
     # coefficient of variation, used by the lognormal distribution
-    service_cv: float = spec(1.0, lo=0.0)
+    service_cv: float = spec(1.0, lo=0.0, most=lim.SERVICE_CV)
     # association requests the switch serves at once
-    capacity: int = spec(1, lo=1)
+    capacity: int = spec(1, lo=1, most=lim.SWITCH_CAPACITY)
     # other tenants' association requests per second (Poisson)
-    background_load_per_s: float = spec(0.0, lo=0.0)
+    background_load_per_s: float = spec(0.0, lo=0.0, most=lim.BACKGROUND_PER_S)
     # answer | refuse (answers with an error) | silent (never answers)
     mode: str = spec("answer", choices=("answer", "refuse", "silent"))
     # libvirt's status polling (models/association.py)
-    poll_interval_ms: float = spec(STATUS_POLL_INTERVAL_MS, lo=0.0, lo_open=True)
-    timeout_s: float = spec(STATUS_POLL_TIMEOUT_S, lo=0.0, lo_open=True)
+    poll_interval_ms: float = spec(STATUS_POLL_INTERVAL_MS, lo=0.0, lo_open=True,
+                                   least=lim.POLL_MIN_INTERVAL_MS, most=lim.POLL_INTERVAL_MS)
+    timeout_s: float = spec(STATUS_POLL_TIMEOUT_S, lo=0.0, lo_open=True, most=lim.SWITCH_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -121,14 +126,14 @@ class OverheadsSpec:
 
     # none: every fixed cost is zero; default: the built-in profile; or a path to a calibrated profile
     profile: str = spec("default")
-    begin_ms: float = spec(0.0, lo=0.0)
-    prepare_ms: float = spec(0.0, lo=0.0)
-    setup_ms: float = spec(0.0, lo=0.0)
-    handshake_ms: float = spec(0.0, lo=0.0)
-    finish_ms: float = spec(0.0, lo=0.0)
-    resume_ms: float = spec(0.0, lo=0.0)
-    confirm_ms: float = spec(0.0, lo=0.0)
-    announce_ms: float = spec(0.0, lo=0.0)
+    begin_ms: float = spec(0.0, lo=0.0, most=lim.OVERHEAD_MS)
+    prepare_ms: float = spec(0.0, lo=0.0, most=lim.OVERHEAD_MS)
+    setup_ms: float = spec(0.0, lo=0.0, most=lim.OVERHEAD_MS)
+    handshake_ms: float = spec(0.0, lo=0.0, most=lim.OVERHEAD_MS)
+    finish_ms: float = spec(0.0, lo=0.0, most=lim.OVERHEAD_MS)
+    resume_ms: float = spec(0.0, lo=0.0, most=lim.OVERHEAD_MS)
+    confirm_ms: float = spec(0.0, lo=0.0, most=lim.OVERHEAD_MS)
+    announce_ms: float = spec(0.0, lo=0.0, most=lim.OVERHEAD_MS)
 
 
 @dataclass(frozen=True)

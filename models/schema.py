@@ -17,15 +17,21 @@ from dataclasses import field
 from typing import Any
 
 from .errors import ScenarioError
+from .limits import Limit
 
 
 def spec(default: Any, *, choices: tuple[str, ...] = (), lo: float | None = None,
          hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
+         least: Limit | None = None, most: Limit | None = None, off: float | None = None,
          physics: bool = True) -> Any:
-    """A scalar field with its validation rule kept beside its default. `physics` False: how the call
-    is made, not what the migration is (a flag that changes no time): left out of `scenario_id`."""
+    """A scalar field with its validation rule kept beside its default. `lo`/`hi`: what the model can
+    compute with; `least`/`most`: what a real migration can be (models/limits.py), checked after;
+    `off`: the value that turns the feature off (0 = unlimited), which `least` lets through.
+    `physics` False: how the call is made, not what the migration is (a flag that changes no time):
+    left out of `scenario_id`."""
     return field(default=default, metadata={"choices": choices, "lo": lo, "hi": hi,
-                                            "lo_open": lo_open, "hi_open": hi_open, "physics": physics})
+                                            "lo_open": lo_open, "hi_open": hi_open, "least": least,
+                                            "most": most, "off": off, "physics": physics})
 
 
 @functools.cache
@@ -77,6 +83,11 @@ def check_scalar(f: dataclasses.Field, value: Any, path: str) -> Any:
         lo_txt = "-inf" if lo is None else f"{lo:g}"
         hi_txt = "inf" if hi is None else f"{hi:g}"
         raise ScenarioError(path, value, f"allowed range {left}{lo_txt}, {hi_txt}{right}")
+    least, most = meta.get("least"), meta.get("most")
+    if least is not None and value < least.value and value != meta.get("off"):
+        raise ScenarioError(path, value, f"at least {least}")
+    if most is not None and value > most.value:
+        raise ScenarioError(path, value, f"at most {most}")
     return value
 
 

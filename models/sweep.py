@@ -43,11 +43,12 @@ import numpy as np
 from .errors import ScenarioError
 from .fieldpaths import check_consistency, check_value, field_type, leaf_field, with_values
 from .files import load_scenario, read_toml, scenario_from_dict, to_dict
-from .fleet import fleet_from_dict
+from .fleet import check_named_entry, fleet_from_dict
 from .identity import id_of_text, physics_dict
+from .limits import FLEET_SWEEP_MIGRATIONS, SWEEP_RUNS
 from .scenario import Scenario
 
-TOP_KEYS = ("name", "base", "fleet", "axes", "sampling", "replicates", "seed")
+TOP_KEYS = ("name", "base", "fleet", "axes", "sampling", "replicates", "seed", "max_runs")
 AXIS_KINDS = ("values", "range", "sample")
 SCALES = ("linear", "log")
 SAMPLING_METHODS = ("random", "lhs")
@@ -154,9 +155,30 @@ def _sweep_from_dict(data: dict[str, Any], base_dir: Path, source: str, default_
             raise ScenarioError(f"axes[{i}].field", axis.field, "swept twice; give each field one axis")
         seen.add(axis.field)
     sampling, samples = _sampling(data.get("sampling"), any(a.kind == "sample" for a in axes))
+    _check_budget(data, axes, samples, replicates, fleet)
     return Sweep(name=name, source=source, scenario=scenario, fleet=fleet,
                  fleet_dir=str(fleet_dir), axes=axes, sampling=sampling, samples=samples,
                  replicates=replicates, seed=seed)
+
+
+def _check_budget(data: dict[str, Any], axes: tuple[Axis, ...], samples: int, replicates: int,
+                  fleet: dict[str, Any] | None) -> None:
+    """The sweep's size, before a point is built: runs (points x replicates), and for a fleet the
+    migrations they simulate, within `max_runs` (models/limits.py gives the default and why)."""
+    points = math.prod(len(a.values) if a.kind == "values" else a.num for a in axes if a.kind != "sample")
+    runs = points * max(samples, 1) * replicates
+    if fleet is None:
+        limit = _integer(data, "max_runs", SWEEP_RUNS, 1)
+        if runs > limit:
+            raise ScenarioError("runs", runs, f"points x replicates: at most max_runs = {limit} (set "
+                                              "max_runs in the sweep file to raise it)")
+        return
+    # the base fleet is checked: every entry's count is an integer >= 1, and no axis changes one
+    vms = sum(entry.get("count", 1) for entry in fleet["vms"])
+    limit = _integer(data, "max_runs", FLEET_SWEEP_MIGRATIONS, 1)
+    if runs * vms > limit:
+        raise ScenarioError("runs", runs, f"x {vms} VMs = {runs * vms} migrations: at most max_runs = "
+                                          f"{limit} (set max_runs in the sweep file to raise it)")
 
 
 def _integer(data: dict[str, Any], key: str, default: int | None, lo: int) -> int | None:
@@ -263,12 +285,11 @@ def _scenario_checker(field: str, where: str, base_dir: Path):
     return check
 
 
-# fleet tables of named entries: a path must name an entry that exists (a typo must not add a link)
-FLEET_NAMED = ("links", "hosts", "switches", "profiles")
-
-
 def _checked_with_the_fleet(value: Any, at: str) -> Any:
-    """A fleet's values are checked when each point's fleet is built (`design`)."""
+    """A fleet's values are checked when each point's fleet is built (`design`); an axis holds plain
+    values only (a table or a list would not make a column)."""
+    if not isinstance(value, int | float | str):
+        raise ScenarioError(at, value, "expected a number, a string or true/false")
     return value
 
 
@@ -277,9 +298,7 @@ def _check_fleet_path(fleet: dict[str, Any], field: str, where: str) -> None:
     if len(parts) < 2 or parts[0] == "vms":
         raise ScenarioError(where, field, "expected a dotted path into the fleet's tables, e.g. "
                                           "plan.max_concurrent or profiles.NAME.vm.memory_mib")
-    if parts[0] in FLEET_NAMED and (len(parts) < 3 or parts[1] not in fleet.get(parts[0], {})):
-        raise ScenarioError(where, field, f"expected {parts[0]}.NAME.FIELD with NAME one of: "
-                                          + (", ".join(fleet.get(parts[0], {})) or "none"))
+    check_named_entry(fleet, field, where, whole_entry=False)
 
 
 def _sampling(data: Any, has_sampled_axes: bool) -> tuple[str, int]:

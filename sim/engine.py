@@ -7,6 +7,7 @@ from `pausecast.models`. It does no I/O; it returns the result record and its ev
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +18,11 @@ from ..models import switchover as rule
 from ..models import timeline
 from ..models.association import waits_for_switch
 from ..models.dirty import DirtyModel, dirty_model_for, written_pages
+from ..models.errors import ScenarioError
+from ..models.limits import SIM_EVENTS, SWITCH_BACKLOG
 from ..models.phases import Phase, network_outage_s
 from ..models.record import MigrationRecord
-from ..models.scenario import Scenario
+from ..models.scenario import Scenario, SwitchSpec
 from ..models.units import mbit_s_to_bytes_s, mib_s_to_bytes_s, mib_to_bytes, mib_to_pages, ms_to_s, s_to_ms
 from .switch import LibvirtView, Switch
 
@@ -431,23 +434,81 @@ def _needs_rng(scenario: Scenario) -> bool:
         sw.background_load_per_s > 0 or sw.service_distribution != "constant")
 
 
-def simulate(scenario: Scenario, seed: int = 0) -> Prediction:
+def simulate(scenario: Scenario, seed: int = 0, max_events: int = SIM_EVENTS) -> Prediction:
     """Predicts one migration. Deterministic for a given scenario and seed."""
-    run = _run(scenario, seed)
+    run = _run(scenario, seed, max_events)
     return Prediction(run.record(seed), tuple(run.events))
 
 
-def predict(scenario: Scenario, seed: int = 0) -> MigrationRecord:
+def predict(scenario: Scenario, seed: int = 0, max_events: int = SIM_EVENTS) -> MigrationRecord:
     """`simulate`'s record, without building its event log."""
-    return _run(scenario, seed).record(seed)
+    return _run(scenario, seed, max_events).record(seed)
 
 
-def _run(scenario: Scenario, seed: int) -> MigrationRun:
+def _run(scenario: Scenario, seed: int, max_events: int) -> MigrationRun:
     env = simpy.Environment()
     rng = np.random.default_rng(seed) if _needs_rng(scenario) else None
     switch = Switch(env, scenario.switch, rng) if scenario.port_profile.type != "none" else None
+    raise_with = "raise it with --max-events"
+    if switch is not None:
+        check_background_budget(scenario.switch, "switch", switch.warmup_s() + first_pass_s(scenario),
+                                max_events, raise_with)
     if switch is not None and switch.warmup_s() > 0:
         env.run(until=switch.warmup_s())
     run = MigrationRun(env, scenario, switch, dirty_model_for(scenario.vm), LinkRates.for_scenario(scenario))
-    env.run(until=env.process(run.run()))
+    run_within(env, env.process(run.run()), max_events, raise_with, () if switch is None else (switch,))
     return run
+
+
+# SimPy steps per background request: its arrival, its process, the slot and the service time
+_STEPS_PER_REQUEST = 4
+
+
+def first_pass_s(scenario: Scenario) -> float:
+    """The least the live phase can take: its first pass over the written memory at the live rate."""
+    vm = scenario.vm
+    written_b = mib_to_bytes(vm.memory_mib * (1.0 - vm.zero_page_fraction))
+    return written_b / LinkRates.for_scenario(scenario).live_bytes_s
+
+
+def check_background_budget(switch: SwitchSpec, where: str, horizon_s: float, max_events: int,
+                            raise_with: str) -> None:
+    """Before any work: other tenants' requests at the switch at `where` over at least `horizon_s`
+    fit the events budget, and an overloaded switch's backlog stays within SWITCH_BACKLOG."""
+    load = switch.background_load_per_s
+    expected = _STEPS_PER_REQUEST * load * horizon_s
+    if expected > max_events:
+        raise ScenarioError(f"{where}.background_load_per_s", load,
+                            f"over at least {horizon_s:.3g} s of simulation (warm-up and the first pass) "
+                            f"that is ~{expected:.3g} simulated events, more than the budget of "
+                            f"{max_events} ({raise_with})")
+    service_s = ms_to_s(switch.service_time_ms)
+    growth_per_s = load - switch.capacity / service_s if service_s > 0 else 0.0
+    if growth_per_s * horizon_s > SWITCH_BACKLOG:
+        raise ScenarioError(f"{where}.background_load_per_s", load, _overloaded(
+            f"its backlog grows by {growth_per_s:.3g} requests/s, over {horizon_s:.3g} s at least"))
+
+
+def _overloaded(how: str) -> str:
+    return (f"an overloaded switch (load x service time > capacity): {how}, more than the "
+            f"{SWITCH_BACKLOG} waiting the simulation keeps (raise capacity or lower the load)")
+
+
+def run_within(env: simpy.Environment, until: simpy.Event, max_events: int, raise_with: str,
+               switches: Iterable[Switch] = ()) -> int:
+    """`env.run(until=...)` that stops at `max_events` steps, or at a switch backlog past
+    SWITCH_BACKLOG, with the one-line error. Returns the steps."""
+    steps = 0
+    switches = tuple(switches)
+    while not until.triggered:
+        env.step()
+        steps += 1
+        if steps > max_events:
+            raise ScenarioError("simulated events", steps, f"more than the budget of {max_events} "
+                                                           f"({raise_with})")
+        # every 1024 steps: an overloaded switch's line grows without end (models/limits.py)
+        if switches and not steps & 1023:
+            waiting = sum(sw.queue.queued for sw in switches)
+            if waiting > SWITCH_BACKLOG:
+                raise ScenarioError("switch backlog", waiting, _overloaded(f"{waiting} requests waiting"))
+    return steps

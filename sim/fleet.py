@@ -34,7 +34,7 @@ from ..models.fleet import Fleet, FleetVm, launch_order
 from ..models.phases import Phase
 from ..models.units import bytes_s_to_mib_s, mib_s_to_bytes_s, ms_to_s, s_to_ms
 from .bandwidth import max_min_rates
-from .engine import LinkRates, MigrationRun
+from .engine import LinkRates, MigrationRun, check_background_budget, first_pass_s, run_within
 from .switch import Switch
 
 
@@ -246,6 +246,9 @@ class FleetMigrationRun(MigrationRun):
         self.net.close(flow)
 
 
+_RAISE_WITH = "raise it with plan.max_events"
+
+
 class FleetRun:
     """One evacuation: the plan starts migrations as slots free up."""
 
@@ -256,6 +259,10 @@ class FleetRun:
         rng = np.random.default_rng(seed)
         self.switches = {name: Switch(self.env, spec, rng) for name, spec in fleet.switches.items()}
         warmup_s = max((sw.warmup_s() for sw in self.switches.values()), default=0.0)
+        # the evacuation lasts at least its slowest VM's first pass, alone on its path
+        horizon_s = warmup_s + max(first_pass_s(vm.scenario) for vm in fleet.vms)
+        for name, spec in fleet.switches.items():
+            check_background_budget(spec, f"switches.{name}", horizon_s, fleet.plan.max_events, _RAISE_WITH)
         if warmup_s > 0:
             self.env.run(until=warmup_s)
         for switch in self.switches.values():
@@ -271,10 +278,8 @@ class FleetRun:
         self.events = 0
 
     def run(self) -> FleetResult:
-        plan = self.env.process(self._plan())
-        while not plan.triggered:
-            self.env.step()
-            self.events += 1
+        self.events = run_within(self.env, self.env.process(self._plan()), self.fleet.plan.max_events,
+                                 _RAISE_WITH, self.switches.values())
         rows = [self._row(i, run) for i, run in enumerate(self.runs)]
         return FleetResult(rows, self._summary(rows))
 

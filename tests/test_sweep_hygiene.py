@@ -3,6 +3,7 @@ cleanup) or terminated (SIGTERM), and a resume over chunks that are damaged or n
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from pausecast.cli import main
 from pausecast.runs.store import ResultsStore, load_results
+from pausecast.runs.sweep import SAME_SWEEP_KEYS
 
 # SimPy runs of ~10 ms each (a switch under Poisson load needs the engine), in chunks of 5
 SWEEP = """
@@ -163,3 +165,18 @@ def test_a_worker_watches_its_main_process_through_a_pidfd():
     child = subprocess.run([sys.executable, "-c", f"from pausecast.runs.lifeline import die_with; "
                             f"die_with({done.pid}); print('still here')"], capture_output=True, text=True)
     assert (child.returncode, child.stdout) == (lifeline.ORPHANED_EXIT, "")
+
+
+def test_resume_over_a_manifest_that_is_not_a_sweeps_is_one_line(tmp_path, capsys):
+    sweep = _sweep_file(tmp_path, 1).read_text().replace("seed = 4\n", "")
+    (tmp_path / "noseed.toml").write_text(sweep)
+    folder = tmp_path / "res" / "hygiene"
+    folder.mkdir(parents=True)
+    for text, why in (("{}", "is not a sweep's manifest (no definition"),
+                      ('{"kind": "evacuation"}', "is not a sweep's manifest"),
+                      (json.dumps({"kind": "evacuation", **dict.fromkeys(SAME_SWEEP_KEYS)}), "evacuation's")):
+        (folder / "manifest.json").write_text(text)
+        assert main(["sweep", str(tmp_path / "noseed.toml"), "--results", str(tmp_path / "res"), "--resume",
+                     *COMMON]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], err

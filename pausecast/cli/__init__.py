@@ -156,6 +156,17 @@ def _main(argv: Sequence[str] | None) -> int:
         # `pausecast ... | head`: the reader left; say nothing more
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout is closed at exit
         return 0
+    except UnicodeDecodeError as exc:
+        # the readers of models/ say which file; this is for one that does not
+        print(f"pausecast: error: an input is not UTF-8 text (byte {exc.start}: {exc.reason})",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        # a path the user gave (--results, --out) that cannot be written: theirs to fix, in one line
+        if exc.filename is None:
+            raise
+        print(f"pausecast: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

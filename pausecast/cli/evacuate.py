@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..models.errors import check_seed
 from ..models.fleet import load_fleet
 from ..models.units import bytes_to_mib
 from ..report.timeline import timeline_figure
@@ -32,6 +33,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)
     fleet = load_fleet(args.fleet, args.overrides)
     result = simulate_fleet(fleet, seed=args.seed)
     out = Path(args.results) / fleet.name

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from .. import default_scenario_path
+from ..models.errors import ScenarioError, check_seed
 from ..models.files import load_scenario
+from ..models.limits import SIM_EVENTS
 from ..report.text import format_prediction, record_json
 from ..sim import simulate
 
@@ -22,15 +24,21 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="override one scenario key, value in TOML syntax (repeatable), "
                         "e.g. --set vm.dirty.rate_mib_s=100")
     p.add_argument("--seed", type=int, default=0, help="seed of the run's random generator (default 0)")
+    p.add_argument("--max-events", type=int, default=SIM_EVENTS, metavar="N",
+                   help=f"refuse a simulation of more SimPy events (default {SIM_EVENTS}: a migration "
+                        "needs tens; other tenants' requests at the switch need the rest)")
     p.add_argument("--json", action="store_true", help="print the result record as JSON")
     p.add_argument("--events", action="store_true", help="with --json: include the event log")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)
+    if args.max_events < 1:
+        raise ScenarioError("--max-events", args.max_events, "expected an integer >= 1")
     path = args.scenario or default_scenario_path()
     scenario = load_scenario(path, args.overrides)
-    prediction = simulate(scenario, seed=args.seed)
+    prediction = simulate(scenario, seed=args.seed, max_events=args.max_events)
     if args.json:
         more = {}
         if args.events:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -105,12 +106,23 @@ class Results:
 def load(root: Path) -> Results:
     root = Path(root)
     try:
-        manifest = json.loads((root / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        # ValueError: not JSON, or not UTF-8
         raise ScenarioError("RESULTS_DIR", str(root), f"has no readable {MANIFEST} ({exc})") from None
-    definition = manifest["definition"]
-    return Results(load_results(root), tuple(definition["axes"]), definition["kind"],
-                   definition["replicates"], definition["name"])
+    definition = manifest.get("definition") if isinstance(manifest, dict) else None
+    if not (isinstance(definition, dict) and isinstance(definition.get("axes"), list)
+            and all(isinstance(a, dict) and "field" in a and "kind" in a for a in definition["axes"])
+            and {"kind", "replicates", "name"} <= set(definition)):
+        raise ScenarioError("RESULTS_DIR", str(root), f"its {MANIFEST} is not a sweep's manifest "
+                                                      "(no definition with axes, kind, replicates, name)")
+    try:
+        rows = load_results(root)
+    except (OSError, pyarrow.ArrowException) as exc:
+        # a chunk cut short: its writer was killed, or the disk was full
+        raise ScenarioError("RESULTS_DIR", str(root), f"holds a chunk that cannot be read ({exc})") from None
+    return Results(rows, tuple(definition["axes"]), definition["kind"], definition["replicates"],
+                   definition["name"])
 
 
 # ---------------------------------------------------------------------------------------------------

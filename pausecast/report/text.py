@@ -15,12 +15,16 @@ from ..runs.json_text import strict_json
 TIMELINE_WIDTH = 48
 
 
+# NaN: the phase never ran (a port refused in Prepare stops the migration before its pre-copy)
+NOT_REACHED = "not reached"
+
+
 def _ms(value: float) -> str:
-    return "never" if math.isinf(value) else f"{value:9.1f} ms"
+    return "never" if math.isinf(value) else NOT_REACHED if math.isnan(value) else f"{value:9.1f} ms"
 
 
 def _s(value: float) -> str:
-    return "never" if math.isinf(value) else f"{value:9.3f} s"
+    return "never" if math.isinf(value) else NOT_REACHED if math.isnan(value) else f"{value:9.3f} s"
 
 
 def describe_scenario(s: Scenario) -> str:
@@ -60,7 +64,7 @@ def timeline(r: MigrationRecord) -> list[str]:
     for info in PHASES:
         start, stop = r.phase_span(info.phase)
         if not (math.isfinite(start) and math.isfinite(stop)):
-            lines.append(f"    {info.phase:<8} {'-':>7}   {info.host:<11}  (not reached)")
+            lines.append(f"    {info.phase:<8} {'-':>7}   {info.host:<11}  ({NOT_REACHED})")
             continue
         left = int(start * scale)
         width = max(1, int(stop * scale) - left)

@@ -190,11 +190,17 @@ class ResultsStore:
 
     def _atomic(self, final: Path, write: Callable[[BinaryIO], Any]) -> None:
         temp = final.with_name(f"{final.name}{_TEMP_MARK}{os.getpid()}")
-        with open(temp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, final)
+        try:
+            with open(temp, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temp, final)
+        except BaseException:
+            # a full disk, Ctrl-C or SIGTERM mid-write: the half-written file goes (a kill leaves it for
+            # `prepare` to remove)
+            temp.unlink(missing_ok=True)
+            raise
 
 
 def write_folder(root: Path, kind: str, name: str, *, tables: Mapping[str, Rows] = _NONE,

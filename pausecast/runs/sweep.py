@@ -211,7 +211,7 @@ def run_sweep(sweep: Sweep, root: Path, options: RunOptions) -> SweepRun:
 
 def sweep_key(manifest: dict[str, Any]) -> str:
     """What a chunk is marked with: the hash of what makes two sweeps' tables the same table."""
-    same = strict_json({key: manifest.get(key) for key in _SAME_SWEEP_KEYS})
+    same = strict_json({key: manifest.get(key) for key in SAME_SWEEP_KEYS})
     return id_of_text(json.dumps(same, sort_keys=True, separators=(",", ":")))
 
 
@@ -276,6 +276,11 @@ def _previous_manifest(store: ResultsStore, resume: bool) -> dict[str, Any] | No
     if previous is not None and not resume:
         raise ScenarioError("--results", str(store.root), "already holds this sweep's results: pass "
                                                            "--resume to finish it, or remove the folder")
+    missing = [key for key in SAME_SWEEP_KEYS if previous is not None and key not in previous]
+    if missing or (previous is not None and previous.get("kind", "sweep") != "sweep"):
+        raise ScenarioError("--resume", str(store.manifest_path),
+                            f"is not a sweep's manifest (no {', '.join(missing)})" if missing else
+                            f"is a {previous['kind']}'s manifest, not a sweep's")
     return previous
 
 
@@ -288,12 +293,12 @@ def _entropy(sweep: Sweep, previous: dict[str, Any] | None) -> int:
 
 
 # what must match for a resumed sweep to continue the same table
-_SAME_SWEEP_KEYS = ("definition", "seed_entropy", "points", "runs", "chunk_runs", "fast_path")
+SAME_SWEEP_KEYS = ("definition", "seed_entropy", "points", "runs", "chunk_runs", "fast_path")
 
 
 def _check_same_sweep(previous: dict[str, Any], current: dict[str, Any], root: Path) -> None:
     now = json.loads(json_text(current))
-    for key in _SAME_SWEEP_KEYS:
+    for key in SAME_SWEEP_KEYS:
         if previous.get(key) != now.get(key):
             raise ScenarioError("--resume", str(root), f"the results there come from another sweep ({key} "
                                                         "differs): choose another --results, or remove them")
