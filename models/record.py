@@ -128,13 +128,13 @@ class Measured:
     destination_start_s: float = NAN
     # QEMU's MIGRATION "active": the first page
     live_start_s: float = NAN
-    # what the executor's watchdog did: "" | "timeout" | "give-up", and when
+    # the watchdog's action and its time, libvirt's error, whether each daemon still answered, and
+    # the source domain's state after the call (measure.py Observations has each one's meaning)
     watchdog: str = ""
     watchdog_s: float = NAN
     error: str = ""
     error_code: int = 0
     error_domain: int = 0
-    # after a failure: could the client still reach each daemon (None: not asked)
     destination_reachable: bool | None = None
     source_reachable: bool | None = None
     source_state: str = ""
