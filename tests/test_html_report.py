@@ -19,8 +19,9 @@ from pausecast.runs.store import read_manifest
 from pausecast.runs.validation_report import write_report
 from pausecast.sim import predict
 
+from .test_results_store import SMALL
+
 REPO = Path(__file__).resolve().parent.parent
-SMALL = {"overheads": {"profile": "none"}, "vm": {"memory_mib": 256, "dirty": {"rate_mib_s": 50}}}
 SWEEP = """
 name = "page"
 seed = 3

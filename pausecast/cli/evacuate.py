@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
 from ..models.errors import check_seed
 from ..models.fleet import load_fleet
 from ..models.units import bytes_to_mib
+from ..report.text import window_ms
 from ..report.timeline import timeline_figure
 from ..runs.store import write_folder
 from ..sim.fleet import FleetResult, simulate_fleet
@@ -51,10 +51,6 @@ def write_results(result: FleetResult, out: Path, title: str) -> None:
                  seed=summary["seed"])
 
 
-def _ms(value: float) -> str:
-    return "never" if math.isinf(value) else "-" if math.isnan(value) else f"{value:.1f} ms"
-
-
 def format_summary(s: dict[str, Any]) -> str:
     failures = ", ".join(f"{reason} x {n}" for reason, n in s["failures"].items()) or "none"
     out = [f"pausecast evacuate: {s['fleet']} (seed {s['seed']})",
@@ -63,8 +59,8 @@ def format_summary(s: dict[str, Any]) -> str:
            f"  stayed on source {failures}",
            f"  makespan         {s['makespan_s']:.1f} s"]
     for label, key in (("pause window", "pause_window"), ("network outage", "network_outage")):
-        out.append(f"  {label:<16} p50 {_ms(s[f'{key}_p50_ms'])}, p95 {_ms(s[f'{key}_p95_ms'])}, "
-                   f"max {_ms(s[f'{key}_max_ms'])}   (migrated VMs)")
+        out.append(f"  {label:<16} p50 {window_ms(s[f'{key}_p50_ms'])}, p95 {window_ms(s[f'{key}_p95_ms'])}, "
+                   f"max {window_ms(s[f'{key}_max_ms'])}   (migrated VMs)")
     out.append("  switches         " + "; ".join(
         f"{name}: peak queue {s['switch_peak_queue'][name]}, mean wait {wait:.1f} ms"
         for name, wait in s["switch_mean_wait_ms"].items()) if s["switch_mean_wait_ms"] else

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     go = record.migrated
     spread = rate_range(scenario, dirty.mib_s, dirty.stderr_mib_s)
     why = reasons(record, scenario) + (uncertainty(spread, go) if spread else [])
-    help_ = advice(scenario, record, args.timeout_alternative_s)
+    advised = advice(scenario, record, args.timeout_alternative_s)
     if args.write_scenario:
         Path(args.write_scenario).write_text(scenario_to_toml(scenario))
     if args.json:
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                           "dirty_rate": dataclasses.asdict(dirty), "dirty_rate_range": spread,
                           "domain": dataclasses.asdict(facts),
                           "sources": {f"migration.{k}": v for k, v in sources.items()},
-                          "advice": help_,
+                          "advice": advised,
                           "switch_probe": _probe_json(probe) if probe else None,
                           "link_measurement": dataclasses.asdict(link) if link else None}, indent=2))
     else:
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_prediction(scenario, record))
         print()
         print("  advice")
-        print("".join(f"  - {a}\n" for a in help_["lines"]), end="")
+        print("".join(f"  - {a}\n" for a in advised["lines"]), end="")
     return EXIT_GO if go else EXIT_NO_GO
 
 

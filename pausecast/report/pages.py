@@ -16,6 +16,7 @@ from ..models.errors import ScenarioError
 from ..runs.store import read_document, read_manifest, read_table
 from . import plots
 from .html import Page, png
+from .text import window_ms
 
 # an axis with more distinct values than this gets no table of its own (a sampled axis has one a run)
 MAX_GROUPS = 12
@@ -88,7 +89,7 @@ def _evacuation(root: Path, manifest: dict[str, Any]) -> Page:
     records = read_table(root, "records")
     facts = [("VMs", f"{s['vms']:,}"), ("migrated", f"{s['migrated']:,}"), ("failed", f"{s['failed']:,}"),
              ("not converging", f"{s['not_converged']:,}"), ("makespan", f"{s['makespan_s']:.1f} s"),
-             *[(f"{label} p50 / p95 / max", " / ".join(_ms(s.get(f"{key}_{q}_ms")) for q in QUANTILES))
+             *[(f"{label} p50 / p95 / max", " / ".join(window_ms(s.get(f"{key}_{q}_ms")) for q in QUANTILES))
                for label, key in (("pause window", "pause_window"), ("network outage", "network_outage"))],
              ("seed", str(s["seed"])), *_provenance(manifest)]
     figures = []
@@ -129,8 +130,3 @@ def _validation(root: Path, manifest: dict[str, Any]) -> Page:
                 "a validation: predicted against measured", facts, figures, [("Points", points)],
                 notes=[*verdict_lines, *manifest.get("notes", [])], manifest=manifest)
 
-
-def _ms(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return "never" if math.isinf(value) else f"{value:.1f} ms"

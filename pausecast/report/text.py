@@ -19,6 +19,14 @@ TIMELINE_WIDTH = 48
 NOT_REACHED = "not reached"
 
 
+def window_ms(value: float | None) -> str:
+    """A window in a summary line: "never" when it never closes, "-" when unknown (NaN, or null in a
+    strict-JSON summary read back)."""
+    if value is None or math.isnan(value):
+        return "-"
+    return "never" if math.isinf(value) else f"{value:.1f} ms"
+
+
 def _ms(value: float) -> str:
     return "never" if math.isinf(value) else NOT_REACHED if math.isnan(value) else f"{value:9.1f} ms"
 

@@ -280,7 +280,8 @@ def list_in_manifest(root: Path, file_name: str, table: str | None = None) -> No
     manifest's files, and to `table`'s when it is one of that table's formats."""
     store = ResultsStore(root)
     found = store.read_manifest()
-    if found is None or "files" not in found or file_name in found["files"]:  # an older layout: no list
+    # a folder an older version wrote may have no list of files: nothing to add to
+    if found is None or "files" not in found or file_name in found["files"]:
         return
     found["files"].append(file_name)
     if table is not None:
