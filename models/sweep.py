@@ -30,7 +30,6 @@ For a fleet, `field` is a dotted path into the fleet file's tables, e.g. `plan.m
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -44,7 +43,7 @@ from .errors import ScenarioError
 from .fieldpaths import check_consistency, check_value, field_type, leaf_field, with_values
 from .files import load_scenario, read_toml, scenario_from_dict, to_dict
 from .fleet import check_named_entry, fleet_from_dict
-from .identity import id_of_text, physics_dict
+from .identity import id_strings, ids_of_columns
 from .limits import FLEET_SWEEP_MIGRATIONS, SWEEP_RUNS
 from .scenario import Scenario
 
@@ -437,28 +436,6 @@ def fleet_at(sweep: Sweep, columns: Mapping[str, np.ndarray], point: int):
         raise ScenarioError(exc.field, exc.value, f"{exc.allowed} (at the point where {at})") from None
 
 
-# a placeholder that cannot occur in a scenario's canonical JSON
-_SLOT = "\x00pausecast-axis-{}\x00"
-_SLOT_JSON = re.compile(r'"\\u0000pausecast-axis-(\d+)\\u0000"')
-
-
 def point_ids(base: Scenario, columns: Mapping[str, np.ndarray]) -> list[str]:
-    """`Scenario.scenario_id` of every point without building the points: the base's canonical JSON
-    with each point's values spliced in (json.dumps writes a float as its repr)."""
-    physics = physics_dict(base)
-    fields = list(columns)
-    for j, field in enumerate(fields):
-        *parents, leaf = field.split(".")
-        table = physics
-        for part in parents:
-            table = table[part]
-        table[leaf] = _SLOT.format(j)
-    template = json.dumps(physics, sort_keys=True, separators=(",", ":"))
-    pieces = _SLOT_JSON.split(template)
-    texts, order = pieces[0::2], [int(j) for j in pieces[1::2]]
-    # json.dumps writes numbers as repr() does; strings need its quoting
-    literals = [list(map(json.dumps if columns[fields[j]].dtype.kind == "U" else repr,
-                         columns[fields[j]].tolist())) for j in order]
-    head, tails = texts[0], texts[1:]
-    return [id_of_text(head + "".join(map(str.__add__, values, tails)))
-            for values in zip(*literals, strict=True)]
+    """`Scenario.scenario_id` of every point, computed over the columns (models/identity.py)."""
+    return id_strings(ids_of_columns(base, columns))

@@ -180,3 +180,21 @@ def test_resume_over_a_manifest_that_is_not_a_sweeps_is_one_line(tmp_path, capsy
                      *COMMON]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and why in err[0], err
+
+
+def test_a_sweep_whose_ids_are_of_an_earlier_scheme_is_not_resumed(tmp_path, capsys):
+    # a table mixing two schemes' ids would join nothing with either: refused, the chunks kept
+    sweep = _sweep_file(tmp_path, 1)
+    results = tmp_path / "res"
+    assert main(["sweep", str(sweep), "--results", str(results), *COMMON]) == 0
+    manifest_path = results / "hygiene" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["id_scheme"] == 2
+    del manifest["id_scheme"]
+    manifest_path.write_text(json.dumps(manifest))
+    chunks = sorted((results / "hygiene" / "chunks").iterdir())
+    capsys.readouterr()
+    assert main(["sweep", str(sweep), "--results", str(results), "--resume", *COMMON]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scenario ids of scheme 1" in err[0] and "scheme 2" in err[0], err
+    assert sorted((results / "hygiene" / "chunks").iterdir()) == chunks

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, Protocol
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..models.errors import ScenarioError
@@ -77,6 +78,25 @@ def now_utc() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def _chunk_options(table: pa.Table) -> dict[str, Any]:
+    """The Parquet writer's options for a chunk. Where values repeat (an engine, a swept link speed, a
+    constant cost) a dictionary pays; hashing a million distinct numbers costs more than writing
+    them. The integers that do not repeat (run, point) are nearly sequential: delta encoding stores
+    them in a few bits each. Pages of distinct floats do not compress: trying costs more than
+    writing them (measured in benchmarks/bench_sweep.py)."""
+    head = table.slice(0, _SAMPLE_ROWS)
+    repeating = [name for name, column in zip(head.column_names, head.columns, strict=True)
+                 if pc.count_distinct(column).as_py() <= _FEW_VALUES]
+    deltas = {f.name: "DELTA_BINARY_PACKED" for f in table.schema
+              if pa.types.is_integer(f.type) and f.name not in repeating}
+    return {"use_dictionary": repeating, "column_encoding": deltas, "compression": "none"}
+
+
+# a column whose first rows hold at most this many values is dictionary-encoded
+_SAMPLE_ROWS = 4096
+_FEW_VALUES = 256
+
+
 class ResultsStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -103,18 +123,14 @@ class ResultsStore:
             return set()
         return {int(m.group(1)) for p in self.chunks.iterdir() if (m := _CHUNK.fullmatch(p.name))}
 
-    def write_chunk(self, index: int, rows: pd.DataFrame, sweep_key: str) -> str:
+    def write_chunk(self, index: int, rows: pa.Table | pd.DataFrame, sweep_key: str) -> str:
         """Writes one chunk, marked with the sweep it belongs to; returns its SHA-256 (the manifest
         keeps it, so that a resume can tell a whole chunk from a damaged one)."""
-        table = pa.Table.from_pandas(rows, preserve_index=False)
+        table = pa.Table.from_pandas(rows, preserve_index=False) if isinstance(rows, pd.DataFrame) else rows
         marked = {**(table.schema.metadata or {}), SWEEP_KEY: sweep_key.encode()}
         table = table.replace_schema_metadata(marked)
-        # dictionary-encoding the numbers (nearly all distinct) is slow and gains nothing; strings
-        # (engine, failure, axis values) repeat and gain from it
-        strings = [f.name for f in table.schema
-                   if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, use_dictionary=strings)
+        pq.write_table(table, buffer, **_chunk_options(table))
         data = buffer.getbuffer()
         self._atomic(self.chunk_path(index), lambda fh: fh.write(data))
         return hashlib.sha256(data).hexdigest()

@@ -28,13 +28,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 from ..models.errors import ScenarioError
 from ..models.fieldpaths import with_values
-from ..models.identity import id_of_text
+from ..models.identity import ID_HEX_DIGITS, ID_SCHEME, id_of_text, ids_of_columns
 from ..models.record import COLUMN_DTYPES
-from ..models.sweep import Sweep, design, fleet_at, fresh_entropy, point_count, point_ids, point_values
+from ..models.scenario import Scenario
+from ..models.sweep import Sweep, design, fleet_at, fresh_entropy, point_count, point_values
 from ..models.sweep import replicate_seeds as spawn_replicate_seeds
 from ..sim import fast, predict
 from .json_text import strict_json
@@ -99,7 +101,7 @@ class Task:
 # one chunk: where runs become rows
 
 
-def run_task(job: Job, task: Task) -> pd.DataFrame:
+def run_task(job: Job, task: Task) -> pa.Table:
     """The rows of one chunk, in run order: its run, point and replicate, the axis values, and the
     result record (a fleet: one row per VM)."""
     if job.sweep.kind == "fleet":
@@ -114,13 +116,33 @@ def _head(task: Task, rows_per_run: np.ndarray | int = 1) -> dict[str, np.ndarra
     return head
 
 
-def _single_vm_rows(job: Job, task: Task) -> pd.DataFrame:
+def _single_vm_rows(job: Job, task: Task) -> pa.Table:
+    """The chunk's columns go to Arrow straight from the arrays that computed them: a Python step per
+    run (building a row, an id, a pandas frame) would cost more than the fast path's arithmetic."""
     base = job.sweep.scenario
     n = len(task.runs)
-    data = {name: np.empty(n, dtype=dtype) for name, dtype in COLUMN_DTYPES.items()}
     on_fast = np.zeros(n, dtype=bool)
     if job.fast:
         on_fast = np.broadcast_to(fast.eligible(fast.inputs(base, task.columns)), (n,))
+    if on_fast.all() and task.replicates == 1:
+        # every run its own point, all on the fast path: the computed columns are the chunk's
+        data: dict[str, np.ndarray | pa.Array] = {**fast.evaluate(fast.inputs(base, task.columns), n)}
+        ids = ids_of_columns(base, task.columns)
+        data |= {"engine": _same_text(fast.ENGINE, n), "scenario_name": _same_text(base.name, n),
+                 "seed": task.seeds}
+    else:
+        data, ids = _mixed_rows(base, task, on_fast)
+    columns = {**_head(task), **{name: _id_array(ids) if name == "scenario_id" else _arrow(data[name])
+                                 for name in COLUMN_DTYPES}}
+    return pa.table(columns)
+
+
+def _mixed_rows(base: Scenario, task: Task, on_fast: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A chunk's record columns and id digits when some runs share a point (replicates) or go to the
+    SimPy engine."""
+    n = len(task.runs)
+    data = {name: np.empty(n, dtype=dtype) for name, dtype in COLUMN_DTYPES.items() if name != "scenario_id"}
+    ids = np.zeros((n, ID_HEX_DIGITS), dtype=np.uint8)
     if on_fast.any():
         idx = np.flatnonzero(on_fast)
         # the fast path draws nothing at random: a point's replicates differ only in their seed
@@ -129,7 +151,7 @@ def _single_vm_rows(job: Job, task: Task) -> pd.DataFrame:
         points = {f: col[idx[first]] for f, col in task.columns.items()}
         for name, values in fast.evaluate(fast.inputs(base, points), len(first)).items():
             data[name][idx] = values[copies]
-        data["scenario_id"][idx] = np.array(point_ids(base, points), dtype=object)[copies]
+        ids[idx] = ids_of_columns(base, points)[copies]
         data["engine"][idx] = fast.ENGINE
         data["scenario_name"][idx] = base.name
         data["seed"][idx] = task.seeds[idx]
@@ -139,15 +161,41 @@ def _single_vm_rows(job: Job, task: Task) -> pd.DataFrame:
     if records:
         by_column = zip(*map(_record_values, records), strict=True)
         for (name, dtype), values in zip(COLUMN_DTYPES.items(), by_column, strict=True):
-            data[name][on_sim] = np.array(values, dtype=dtype)
-    return pd.DataFrame({**_head(task), **data})
+            if name == "scenario_id":
+                ids[on_sim] = np.frombuffer("".join(values).encode(), np.uint8).reshape(-1, ID_HEX_DIGITS)
+            else:
+                data[name][on_sim] = np.array(values, dtype=dtype)
+    return data, ids
+
+
+def _arrow(values: np.ndarray | pa.Array) -> pa.Array:
+    if isinstance(values, pa.Array) or values.dtype != object:
+        return pa.array(values)
+    # a record's text columns hold a few distinct strings (an engine, a failure), as Python strings:
+    # Arrow builds them from codes far faster than from a million objects
+    if len(values) and (values == values[0]).all():
+        return _same_text(values[0], len(values))
+    codes, labels = pd.factorize(values, use_na_sentinel=False)
+    return pa.DictionaryArray.from_arrays(codes.astype(np.int32), pa.array(labels, type=pa.string())
+                                          ).dictionary_decode()
+
+
+def _same_text(text: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int8), pa.array([text], type=pa.string())
+                                          ).dictionary_decode()
+
+
+def _id_array(digits: np.ndarray) -> pa.Array:
+    """(n, 12) ASCII digits as Arrow strings, sharing their bytes."""
+    offsets = np.arange(0, digits.size + 1, ID_HEX_DIGITS, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(digits), pa.py_buffer(offsets), pa.py_buffer(digits.tobytes()))
 
 
 # a record's row in COLUMN_DTYPES' order, as MigrationRecord.to_row has it, without a dict per row
 _record_values = operator.attrgetter(*COLUMN_DTYPES)
 
 
-def _fleet_rows(sweep: Sweep, task: Task) -> pd.DataFrame:
+def _fleet_rows(sweep: Sweep, task: Task) -> pa.Table:
     from ..sim.fleet import simulate_fleet  # only fleet sweeps need the fleet engine
 
     rows: list[dict[str, Any]] = []
@@ -157,7 +205,8 @@ def _fleet_rows(sweep: Sweep, task: Task) -> pd.DataFrame:
         per_run[i] = len(records)
         rows.extend(records)
     body = pd.DataFrame(rows).astype({k: v for k, v in COLUMN_DTYPES.items() if k in rows[0]})
-    return pd.concat([pd.DataFrame(_head(task, per_run)), body], axis=1)
+    return pa.Table.from_pandas(pd.concat([pd.DataFrame(_head(task, per_run)), body], axis=1),
+                                preserve_index=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -276,7 +325,8 @@ def _previous_manifest(store: ResultsStore, resume: bool) -> dict[str, Any] | No
     if previous is not None and not resume:
         raise ScenarioError("--results", str(store.root), "already holds this sweep's results: pass "
                                                            "--resume to finish it, or remove the folder")
-    missing = [key for key in SAME_SWEEP_KEYS if previous is not None and key not in previous]
+    missing = [key for key in SAME_SWEEP_KEYS
+               if previous is not None and key not in previous and key != "id_scheme"]
     if missing or (previous is not None and previous.get("kind", "sweep") != "sweep"):
         raise ScenarioError("--resume", str(store.manifest_path),
                             f"is not a sweep's manifest (no {', '.join(missing)})" if missing else
@@ -293,11 +343,18 @@ def _entropy(sweep: Sweep, previous: dict[str, Any] | None) -> int:
 
 
 # what must match for a resumed sweep to continue the same table
-SAME_SWEEP_KEYS = ("definition", "seed_entropy", "points", "runs", "chunk_runs", "fast_path")
+SAME_SWEEP_KEYS = ("definition", "seed_entropy", "points", "runs", "chunk_runs", "fast_path", "id_scheme")
 
 
 def _check_same_sweep(previous: dict[str, Any], current: dict[str, Any], root: Path) -> None:
     now = json.loads(json_text(current))
+    # a manifest from before scenario ids had a scheme number holds scheme 1's
+    scheme = previous.get("id_scheme", 1)
+    if scheme != now["id_scheme"]:
+        raise ScenarioError("--resume", str(root),
+                            f"the results there carry scenario ids of scheme {scheme}, this pausecast "
+                            f"writes scheme {now['id_scheme']} (models/identity.py): run the sweep again "
+                            "into another --results")
     for key in SAME_SWEEP_KEYS:
         if previous.get(key) != now.get(key):
             raise ScenarioError("--resume", str(root), f"the results there come from another sweep ({key} "
@@ -312,13 +369,14 @@ def _manifest(sweep: Sweep, entropy: int, columns: dict[str, np.ndarray], n_runs
                         sweep_file=sweep.source, status="running", definition=sweep.definition(),
                         seed_entropy=entropy, seed_given=sweep.seed is not None,
                         points=point_count(columns), runs=n_runs, chunk_runs=chunk_runs, fast_path=use_fast,
+                        id_scheme=ID_SCHEME,
                         columns={"run": list(RUN_COLUMNS), "axes": list(sweep.fields)})
 
 
 # ---------------------------------------------------------------------------------------------------
 # where chunks are computed: each backend maps (job, tasks) to (task, rows) as chunks finish
 
-Backend = Callable[[Job, Iterable[Task]], Iterator[tuple[Task, pd.DataFrame]]]
+Backend = Callable[[Job, Iterable[Task]], Iterator[tuple[Task, pa.Table]]]
 # chunks in flight per worker: enough to keep workers busy, few enough to bound memory
 IN_FLIGHT_PER_WORKER = 2
 
@@ -367,7 +425,7 @@ class _backend:
         def first_done(pending: set) -> set:
             return set(dask_wait(list(pending), return_when="FIRST_COMPLETED").done)
 
-        def backend(job: Job, tasks: Iterable[Task]) -> Iterator[tuple[Task, pd.DataFrame]]:
+        def backend(job: Job, tasks: Iterable[Task]) -> Iterator[tuple[Task, pa.Table]]:
             shared = client.scatter(job, broadcast=True)
             slots = max(1, sum(client.nthreads().values())) * IN_FLIGHT_PER_WORKER
             return _windowed(lambda t: client.submit(run_task, shared, t, pure=False), first_done, tasks,
@@ -384,7 +442,7 @@ def _first_done_local(pending: set) -> set:
 
 
 def _windowed(submit: Callable[[Task], Any], first_done: Callable[[set], set], tasks: Iterable[Task],
-              slots: int) -> Iterator[tuple[Task, pd.DataFrame]]:
+              slots: int) -> Iterator[tuple[Task, pa.Table]]:
     """Keeps at most `slots` chunks in flight; yields each as it finishes."""
     pending: dict[Any, Task] = {}
     queue = iter(tasks)
