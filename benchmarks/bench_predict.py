@@ -6,10 +6,10 @@ Run: .venv/bin/python benchmarks/bench_predict.py [--seconds 5]
 """
 
 import argparse
-import os
 import time
 
 import numpy as np
+from machine import load_average
 
 from pausecast.models.files import scenario_from_dict
 from pausecast.models.scenario import Scenario
@@ -43,10 +43,11 @@ def main() -> None:
     args = parser.parse_args()
     mix = random_mix(500)
     converged = sum(predict(s).failure == "" for s in mix)
-    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    print(f"load average before: {load_average()}")
     print(f"default scenario : {rate([Scenario()], args.seconds):8.0f} predictions/s (one core)")
     print(f"random mix of 500: {rate(mix, args.seconds):8.0f} predictions/s (one core; "
           f"{converged} converge)")
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":

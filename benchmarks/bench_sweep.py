@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import load_average
 
 from pausecast.models.sweep import design, scenario_at, sweep_from_dict
 from pausecast.runs import sweep as sweep_runner
@@ -59,10 +60,6 @@ def best_of(repeats: int, work) -> float:
         work()
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} cores)"
 
 
 def verdict(rate: float, target: float) -> str:
@@ -128,7 +125,7 @@ def main() -> None:
     if args.first_call:
         print(fast_kernel(args.runs, BANDWIDTHS_MBIT_S, repeats=0)[1])
         return
-    print(f"load average before: {load()}")
+    print(f"load average before: {load_average()}")
     n, fast_s, iterations = fast_kernel(args.runs, BANDWIDTHS_MBIT_S, args.repeats)
     print(f"workload: {n:,} scenarios; syncs per migration: median {np.median(iterations):.0f}, "
           f"99.9th percentile {np.percentile(iterations, 99.9):.0f}, max {iterations.max()}, "
@@ -171,7 +168,7 @@ def main() -> None:
         # core was shared with other jobs
         print(f"  SimPy engine alone, 1 core:     {len(sample) / seconds:12,.0f} scenarios/s  "
               f"({len(sample)} scenarios; {len(sample) / cpu_s:,.0f} per CPU second)")
-    print(f"\nload average after: {load()}")
+    print(f"\nload average after: {load_average()}")
 
 
 if __name__ == "__main__":

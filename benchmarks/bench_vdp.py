@@ -10,6 +10,8 @@ import argparse
 import statistics
 import uuid
 
+from machine import load_average
+
 from pausecast.executor.testbed.lab import STATION_IF, VdpLab
 from pausecast.executor.vdp.station import PortRequest, VsiProfile
 from pausecast.models.scenario import SwitchSpec
@@ -45,12 +47,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    print(f"load average before: {load_average()}")
     with VdpLab("bench") as lab:
         for service_ms in (0.0, 300.0):
             lab.start_emulator(SwitchSpec(service_time_ms=service_ms))
             show(f"emulator, {service_ms:g} ms service", rounds(lab, args.rounds))
         lab.start_lldpad_bridge()
         show("lldpad, evbmode = bridge", rounds(lab, args.rounds))
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":
