@@ -44,9 +44,9 @@ from ...models.errors import ScenarioError
 from ...models.scenario import Scenario, SwitchSpec
 from ..migration.measure import PortObservation
 from ..migration.migrate import PortObserver
-from ..vdp.bridge import spec_from_log_start
 from ..vdp.faults import StuckVsi
 from ..vdp.serve import switch_argv
+from ..vdp.served import spec_from_log_start
 from . import lldpad
 from .hosts import DST, HOSTS, Testbed, TestbedError
 from .lab import NETNS_DIR, PREFIX
