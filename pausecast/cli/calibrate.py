@@ -214,7 +214,8 @@ def run_switch(args: argparse.Namespace) -> int:
 def _switch_port(args: argparse.Namespace):
     """(source URI, testbed host holder pid or None, the 802.1Qbg NIC, where) for --switch."""
     from ..executor.migration.precheck import Nic, qbg_nic, read_domain
-    from ..executor.testbed.qbg import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF, testbed_for
+    from ..executor.testbed.choice import testbed_for
+    from ..executor.testbed.qbg import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF
 
     if args.testbed:
         tb = testbed_for(Path(args.state_dir))

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..executor.testbed.choice import testbed_for
 from ..executor.testbed.hosts import DEFAULT_STATE_DIR
-from ..executor.testbed.qbg import testbed_for
 from ..executor.testbed.run import shape_for
 from ..models.errors import ScenarioError
 from ..models.files import load_scenario
