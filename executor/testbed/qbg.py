@@ -406,6 +406,7 @@ class VdpTestbed(Testbed):
         if out.get("hosts"):
             running = self.running_switch()
             out["switch"] = asdict(running) if running is not None else None
+            out["nic_port"] = self.nic_port
         return out
 
     def play_switch(self, spec: SwitchSpec) -> None:
