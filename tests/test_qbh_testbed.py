@@ -11,8 +11,10 @@ import math
 import os
 import statistics
 import time
+import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pausecast.executor.testbed.guest_domain import read_progress
@@ -21,6 +23,8 @@ from pausecast.executor.testbed.qbh import QbhTestbed
 from pausecast.executor.testbed.run import run_on_testbed
 from pausecast.models.files import load_scenario
 from pausecast.models.scenario import SwitchSpec
+from pausecast.models.switch_queue import sample_service_s
+from pausecast.models.units import s_to_ms
 from pausecast.sim.engine import predict
 
 from .conftest import fresh_testbed, on_this_machine
@@ -189,3 +193,37 @@ def test_cli_testbed_up_plays_the_scenarios_fabric_and_run_measures_the_wait(tb,
     # 300 ms of service, seen at libvirt's third poll after the request
     assert 3 * POLL_MS <= record["association_wait_ms"] < 3 * POLL_MS + 15
     assert record["pause_window_ms"] > record["association_wait_ms"]
+
+
+def test_calibrate_switch_fits_the_vics_service_times(tb, tmp_path, capsys):
+    from pausecast.cli import main
+
+    spec = SwitchSpec(service_time_ms=80.0, service_distribution="exponential")
+    tb.destroy_guest(GUEST)
+    tb.restart_switch(spec)
+    out = tmp_path / "switch.toml"
+    code = main(["calibrate", "--switch", "--testbed", "--state-dir", str(STATE_DIR), "--repeat", "30",
+                 "--out", str(out)])
+    captured = capsys.readouterr()
+    print(captured.out)
+    assert code == 0, captured.err
+    profile = tomllib.loads(out.read_text())
+    fitted, measured = profile["switch"], profile["measured"]
+    # the VIC draws each served request's time from a generator with the port's seed; the test
+    # associate and disassociate alternate, so the associates got every other draw
+    rng = np.random.default_rng(tb.switch_seed(SRC))
+    served_ms = [s_to_ms(sample_service_s(spec, rng)) for _ in range(60)]
+    expected_ms = statistics.fmean(served_ms[0::2])
+    # what the probe read every 2 ms: the service plus up to a read's interval and its round trip
+    assert expected_ms < measured["mean_ms"] < expected_ms + 4, (expected_ms, measured)
+    # the fitted family's own mean, by maximum likelihood over 30 draws: near the sample's
+    assert fitted["service_time_ms"] == pytest.approx(expected_ms, rel=0.1), (expected_ms, fitted)
+    assert fitted["service_distribution"] in ("exponential", "lognormal")
+    # with a guest on the source's link the test associations would take its port: refused in one line
+    tb.start_guest(GUEST)
+    try:
+        assert main(["calibrate", "--switch", "--testbed", "--state-dir", str(STATE_DIR), "--repeat", "2",
+                     "--out", str(out)]) != 0
+        assert "runs a guest" in capsys.readouterr().err
+    finally:
+        tb.destroy_guest(GUEST)

@@ -18,15 +18,19 @@ waits before starting the guest, what it does on a refusal or a timeout.
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ...models.association import STATUS_POLL_TIMEOUT_S
 from ..migration.measure import PortObservation
+from ..vic.probe import Timed
 from ..vic.serve import vic_argv
 from ..vic.vic import SUCCESS
-from .hosts import DST, Testbed
+from .hosts import DST, SRC, Testbed, TestbedError
 from .package_files import FILES_DIR
 from .port_probe import read_frames
 from .procs import run
@@ -66,9 +70,28 @@ class QbhTestbed(VdpTestbed):
         shim.parent.mkdir(parents=True, exist_ok=True)
         if not shim.exists():
             run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(FILES_DIR / "vic_shim.c")])
-        with preloaded(shim, {"PAUSECAST_VIC_LINK": VXLAN_IF,
-                              "PAUSECAST_VIC_SOCKET": str(self.vic_socket(h.name))}):
+        with preloaded(shim, self._shim_env(h.name)):
             Testbed._start_libvirtd(self, h)
+
+    def _shim_env(self, host: str) -> dict[str, str]:
+        """What tells the shim in a process on `host` which link is the VIC's and where its emulator is."""
+        return {"PAUSECAST_VIC_LINK": VXLAN_IF, "PAUSECAST_VIC_SOCKET": str(self.vic_socket(host))}
+
+    def probe_fabric(self, repeat: int, host: str = SRC) -> list[Timed]:
+        """`repeat` test associates and disassociates on `host`'s link, sent as libvirt sends them and read
+        every 2 ms, through the shim and that host's VIC (executor/vic/probe.py). The link has one port:
+        no guest may use it meanwhile."""
+        import libvirt
+
+        if self.connect(host).listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            raise TestbedError(f"{host} in {self.state_dir} runs a guest, whose port profile test "
+                               "associations would take over (the link has one port): destroy it first")
+        env = [f"{k}={v}" for k, v in {"LD_PRELOAD": str(self.vdp_dir / "vic_shim.so"),
+                                        **self._shim_env(host)}.items()]
+        out = self.run_in(host, ["env", *env, sys.executable, "-m", "pausecast.executor.vic.probe", "--link",
+                                 VXLAN_IF, "--repeat", str(repeat)],
+                          timeout=60 + repeat * 2 * STATUS_POLL_TIMEOUT_S)
+        return [Timed(**t) for t in json.loads(out.stdout)]
 
     def _switch_argv(self, up: Uplink, spec: Any, log: Path) -> list[str]:
         return vic_argv(self.vic_socket(up.host), spec, log, self.switch_seed(up.host))

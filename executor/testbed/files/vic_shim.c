@@ -197,16 +197,19 @@ static int port_self_nest(unsigned char *out) {
     return (int)(p - out);
 }
 
-/* Adds the port's nest to the link's RTM_NEWLINK in the datagram `buf` (`*len` bytes of `cap`). */
-static void augment(unsigned char *buf, size_t *len, size_t cap, int ifindex) {
+/* Adds the port's nest to the link's RTM_NEWLINK in the datagram `buf` (`*len` bytes of `cap`); whether
+ * the datagram held it (another, such as an earlier request's acknowledgement, leaves the GETLINK pending). */
+static int augment(unsigned char *buf, size_t *len, size_t cap, int ifindex) {
     size_t off = 0;
+    int found = 0;
     while (off + NLMSG_HDRLEN <= *len) {
         struct nlmsghdr *nlh = (struct nlmsghdr *)(buf + off);
         if (nlh->nlmsg_len < NLMSG_HDRLEN || off + nlh->nlmsg_len > *len)
-            return;
+            return found;
         size_t end = off + NLMSG_ALIGN(nlh->nlmsg_len);
         if (nlh->nlmsg_type == RTM_NEWLINK && nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(struct ifinfomsg)) &&
             ((struct ifinfomsg *)NLMSG_DATA(nlh))->ifi_index == ifindex) {
+            found = 1;
             unsigned char nest[512];
             int n = port_self_nest(nest);
             size_t at = off + NLMSG_ALIGN(nlh->nlmsg_len);
@@ -220,6 +223,7 @@ static void augment(unsigned char *buf, size_t *len, size_t cap, int ifindex) {
         }
         off = end;
     }
+    return found;
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
@@ -284,9 +288,10 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
             return n;
         }
         size_t len = (size_t)n;
-        augment(buf, &len, BUF_BYTES, link_index());
+        int answered = augment(buf, &len, BUF_BYTES, link_index());
         pthread_mutex_lock(&lock);
-        getlink_pending[fd] = 0;
+        if (answered)
+            getlink_pending[fd] = 0;
         stash[fd] = buf;
         stash_len[fd] = len;
         stash_from[fd] = from;
