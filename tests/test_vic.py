@@ -96,7 +96,8 @@ def test_background_load_delays_our_request():
     # other tenants' 100 requests/s of 300 ms on one server: ~490 of them are queued after 5 s, and ours
     # waits behind them rather than being answered after its own 300 ms
     v = vic(service_time_ms=300.0, capacity=1, background_load_per_s=100.0)
-    v.advance(5.0)
+    for t_s in np.arange(0.0, 5.0, 0.001):  # as serve.py's loop does, each timer at its own time
+        v.advance(float(t_s))
     assert v.queue.queued > 400
     v.request(PortRequest(ASSOCIATE), 5.0)
     assert response_at(v, 5.3) == IN_PROGRESS
