@@ -10,14 +10,12 @@ import json
 import math
 import os
 import statistics
-import time
 import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pausecast.executor.testbed.guest_domain import read_progress
 from pausecast.executor.testbed.hosts import DST, SRC
 from pausecast.executor.testbed.qbh import QbhTestbed
 from pausecast.executor.testbed.run import run_on_testbed
@@ -27,7 +25,7 @@ from pausecast.models.switch_queue import sample_service_s
 from pausecast.models.units import s_to_ms
 from pausecast.sim.engine import predict
 
-from .conftest import fresh_testbed, on_this_machine
+from .conftest import assert_source_keeps_running, fresh_testbed, on_this_machine
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -72,17 +70,6 @@ def _migrate(tb: QbhTestbed, scenario, spec: SwitchSpec, *, destination_only: bo
 def _predicted(scenario, service_time_ms: float):
     return predict(scenario.replace(switch=dataclasses.replace(scenario.switch,
                                                                service_time_ms=service_time_ms)))
-
-
-def _assert_source_still_runs(tb: QbhTestbed) -> None:
-    dom = tb.connect(SRC).lookupByName(GUEST)
-    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-    with pytest.raises(libvirt.libvirtError):
-        tb.connect(DST).lookupByName(GUEST).isActive()
-    before = read_progress(tb.serial_log(GUEST))[-1]
-    time.sleep(1.5)  # the guest reports its progress every 1 s
-    after = read_progress(tb.serial_log(GUEST))[-1]
-    assert after.ms > before.ms and after.pages > before.pages
 
 
 def test_prepare_preassociates_finish_associates_confirm_disassociates(tb, scenario):
@@ -156,7 +143,7 @@ def test_refusing_fabric_fails_the_migration_and_the_source_keeps_running(tb, sc
     assert any(x["event"] == "poll" and x["mode"] == "preassociate_rr" and x["response"] == "0x104"
                for x in dst)
     assert not any(x["event"] == "request" and x["mode"] == "associate" for x in dst)
-    _assert_source_still_runs(tb)
+    assert_source_keeps_running(tb, GUEST)
 
 
 def test_silent_fabric_fails_after_libvirts_timeout_and_the_source_keeps_running(tb, scenario):
@@ -172,7 +159,7 @@ def test_silent_fabric_fails_after_libvirts_timeout_and_the_source_keeps_running
     assert len(polls) == pytest.approx(TIMEOUT_S * 1000 / POLL_MS, abs=1)
     assert polls[-1] - polls[0] == pytest.approx(TIMEOUT_S, rel=0.03)
     assert any(x["event"] == "request" and x["mode"] == "disassociate" for x in dst)
-    _assert_source_still_runs(tb)
+    assert_source_keeps_running(tb, GUEST)
 
 
 def test_cli_testbed_up_plays_the_scenarios_fabric_and_run_measures_the_wait(tb, tmp_path, capsys):
