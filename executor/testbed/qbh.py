@@ -23,11 +23,10 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...models.association import STATUS_POLL_TIMEOUT_S
 from ..migration.measure import PortObservation
-from ..vic.probe import Timed
 from ..vic.serve import vic_argv
 from ..vic.vic import SUCCESS
 from .hosts import DST, SRC, Testbed, TestbedError
@@ -35,6 +34,9 @@ from .package_files import FILES_DIR
 from .port_probe import read_frames
 from .procs import run
 from .qbg import NIC_MAC, VXLAN_IF, Uplink, VdpTestbed, preloaded, uplinks
+
+if TYPE_CHECKING:
+    from ..vic.probe import Timed
 
 # the port profile the guest's NIC asks the fabric for (any name: the emulated fabric serves them all)
 PROFILE_ID = "pausecast-vic"
@@ -82,6 +84,8 @@ class QbhTestbed(VdpTestbed):
         every 2 ms, through the shim and that host's VIC (executor/vic/probe.py). The link has one port:
         no guest may use it meanwhile."""
         import libvirt
+
+        from ..vic.probe import Timed  # pyroute2: the executor extra, not needed to import the testbed
 
         if self.connect(host).listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             raise TestbedError(f"{host} in {self.state_dir} runs a guest, whose port profile test "
