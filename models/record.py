@@ -115,6 +115,8 @@ class Measured:
     port_associate_request_s: float = NAN
     port_forwarding_s: float = NAN
     port_first_frame_s: float = NAN
+    # 802.1Qbh: the poll at which libvirt read the fabric's answer to Finish's associate (the VIC's log)
+    port_associate_seen_s: float = NAN
     memory_constant_pages: int = 0
     memory_normal_pages: int = 0
     stream_mib_s: float = NAN

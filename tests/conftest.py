@@ -44,6 +44,26 @@ def fresh_testbed(bed, guest: str):
         bed.down()
 
 
+def assert_source_keeps_running(tb, guest: str) -> None:
+    """After a failed migration: the guest runs on the source, not on the destination, and is still
+    making progress (its serial log's counters move on)."""
+    import time
+
+    import libvirt
+
+    from pausecast.executor.testbed.guest_domain import read_progress
+    from pausecast.executor.testbed.hosts import DST, SRC
+
+    dom = tb.connect(SRC).lookupByName(guest)
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    with pytest.raises(libvirt.libvirtError):
+        tb.connect(DST).lookupByName(guest).isActive()
+    before = read_progress(tb.serial_log(guest))[-1]
+    time.sleep(1.5)  # the guest reports its progress every 1 s
+    after = read_progress(tb.serial_log(guest))[-1]
+    assert after.ms > before.ms and after.pages > before.pages
+
+
 # the testbed the session's calibration runs on, its own so that no module's testbed is disturbed
 CALIBRATION_STATE_DIR = Path("/var/lib/pausecast-testbed-calibration")
 

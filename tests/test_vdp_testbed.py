@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pausecast.executor.testbed.guest_domain import read_progress
 from pausecast.executor.testbed.hosts import DST, SRC
 from pausecast.executor.testbed.qbg import VdpTestbed
 from pausecast.executor.testbed.run import run_on_testbed
@@ -27,7 +26,7 @@ from pausecast.models.switch_queue import sample_service_s
 from pausecast.models.units import s_to_ms
 from pausecast.sim.engine import predict
 
-from .conftest import fresh_testbed, on_this_machine
+from .conftest import assert_source_keeps_running, fresh_testbed, on_this_machine
 
 # libvirt-python is a testbed dependency: the module must still collect without it
 libvirt = pytest.importorskip("libvirt")
@@ -86,17 +85,6 @@ def _predicted(scenario, service_time_ms: float):
                               port_profile=dataclasses.replace(scenario.port_profile, type="802.1Qbg"),
                               switch=dataclasses.replace(scenario.switch, service_time_ms=service_time_ms))
     return predict(qbg)
-
-
-def _assert_source_still_runs(tb: VdpTestbed) -> None:
-    dom = tb.connect(SRC).lookupByName(GUEST)
-    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-    with pytest.raises(libvirt.libvirtError):
-        tb.connect(DST).lookupByName(GUEST).isActive()
-    before = read_progress(tb.serial_log(GUEST))[-1]
-    time.sleep(1.5)  # the guest reports its progress every 1 s
-    after = read_progress(tb.serial_log(GUEST))[-1]
-    assert after.ms > before.ms and after.pages > before.pages
 
 
 def test_migration_associates_destination_then_releases_source(tb, scenario):
@@ -177,7 +165,7 @@ def test_refusing_switch_fails_migration_and_source_keeps_running(tb, scenario):
     print(f"refusing switch: {m.record.failure}, {m.record.total_time_s:.1f} s: {m.record.extra['error']}")
     assert m.record.failure != ""
     assert (DST, "request", "preassociate") in _vdp(tb)
-    _assert_source_still_runs(tb)
+    assert_source_keeps_running(tb, GUEST)
 
 
 def test_silent_switch_fails_after_libvirt_timeout_and_source_keeps_running(tb, scenario):
@@ -186,7 +174,7 @@ def test_silent_switch_fails_after_libvirt_timeout_and_source_keeps_running(tb, 
     # libvirt polls the pre-associate for STATUS_POLL_TIMEOUT_USEC = 10 s before giving up
     print(f"silent switch: {m.record.failure}, {m.record.total_time_s:.1f} s: {m.record.extra['error']}")
     assert m.record.total_time_s >= 10.0
-    _assert_source_still_runs(tb)
+    assert_source_keeps_running(tb, GUEST)
 
 
 def _lldpad_seconds(stamp: str) -> float:
@@ -269,7 +257,7 @@ def test_stuck_vsi_is_reported_and_recovered_by_restarting_lldpad(tb, scenario, 
     assert m.record.failure == m.record.extra["port_fault"] == fault.diagnosis
     assert fault.diagnosis.endswith(f"restart lldpad on {DST}")
     assert (DST, "request", "preassociate") not in _vdp(tb)
-    _assert_source_still_runs(tb)
+    assert_source_keeps_running(tb, GUEST)
     # lldpad refuses a VSI's associate (EINVAL) while its de-associate waits for the switch, and libvirt
     # does not wait for that answer: let the switch answer before the next start
     tb.destroy_guest(GUEST)

@@ -10,7 +10,8 @@ Where the columns come from:
                       post-copy, STOP -> "postcopy-active"
     pause_window_ms   the completed job's `downtime` (libvirt: source stop -> destination start)
     parts             handshake STOP -> "device"; final copy "device" -> "completed"; Finish RPC
-                      "completed" -> the destination's Finish; Finish work -> "cont"; resume "cont" ->
+                      "completed" -> the destination's Finish; Finish work -> "cont", less the
+                      association wait inside it (below); resume "cont" ->
                       QEMU RESUME (destination). They add up to QEMU's STOP -> RESUME, kept as
                       Measured.pause_window_qemu_ms, a few ms under libvirt's figure.
     network_outage    with a switch that can be watched (the 802.1Qbg testbed, PortObservation): QEMU
@@ -21,6 +22,9 @@ Where the columns come from:
                       (net/announce.c; announce-initial is the wait before the second), assumed
                       rather than observed (Measured.outage_source says which)
     association       with a watched switch: Finish's associate reaching the switch -> its answer
+    association_wait  where libvirt waits for that answer in Finish (802.1Qbh, the VIC's log): the
+                      associate reaching the VIC -> libvirt's status read that returned the answer
+                      (whole 125 ms polls); 0 where it does not wait (802.1Qbg) or nothing is watched
     preassociation    with a watched switch: the destination's "launch" -> "launch built" in Prepare,
                       libvirt building QEMU's command line, which creates the macvtap and waits for
                       its pre-associate in 125 ms polls (a few ms of building included; the span is
@@ -71,6 +75,8 @@ class PortObservation:
     forwarding_s: float = NAN
     first_frame_s: float = NAN
     source: str = ""
+    # where libvirt waits for the answer (802.1Qbh): the status read that returned it
+    associate_seen_s: float = NAN
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,8 @@ def build_record(obs: Observations) -> MigrationRecord:
     }
     if math.isnan(phases["begin_end_s"]):
         phases["begin_start_s"] = NAN
+    # inside Finish -> "cont": the rest of that span is Finish's own work
+    association_wait_ms = _association_wait_ms(obs) if not failure else 0.0
     live_s = live_end - active if not (math.isnan(live_end) or math.isnan(active)) else NAN
     qemu_pause = _ms_between(stop, dst_resume)
     command_line_ms = _ms_between(tl.log("destination", "launch"), tl.log("destination", "launch built"))
@@ -303,7 +311,8 @@ def build_record(obs: Observations) -> MigrationRecord:
         final_copy_ms=part(_ms_between(device, completed)),
         handshake_ms=part(_ms_between(handshake_start, device)),
         finish_rpc_ms=part(_ms_between(completed, finish)),
-        finish_work_ms=part(_ms_between(finish, start_cpus)),
+        finish_work_ms=part(_ms_between(finish, start_cpus) - association_wait_ms),
+        association_wait_ms=association_wait_ms,
         resume_ms=part(_ms_between(start_cpus, dst_resume)),
         setup_time_ms=float(done.setup_time_ms),
         time_elapsed_ms=float(done.time_elapsed_ms) if done.time_elapsed_ms else NAN,
@@ -341,11 +350,19 @@ def _outage_ms(obs: Observations, stop: float, pause_ms: float) -> tuple[float, 
     return max(outage, pause_ms), _ms_between(port.associate_request_s, forwarding_at_s), source
 
 
+def _association_wait_ms(obs: Observations) -> float:
+    """Finish's associate reaching the switch -> libvirt reading its answer, where libvirt waits."""
+    port = obs.port
+    if port is None or math.isnan(port.associate_seen_s):
+        return 0.0
+    return _ms_between(port.associate_request_s, port.associate_seen_s)
+
+
 def _port_times(obs: Observations) -> dict[str, float]:
     """The switch's observations, seconds after t0 (NaN: not seen or not watched)."""
     port = obs.port or PortObservation()
     return {f"port_{name}": getattr(port, name) - obs.t0_s
-            for name in ("associate_request_s", "forwarding_s", "first_frame_s")}
+            for name in ("associate_request_s", "forwarding_s", "first_frame_s", "associate_seen_s")}
 
 
 def _zero_if_nan(value: float) -> float:

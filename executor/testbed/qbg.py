@@ -36,17 +36,19 @@ import secrets
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ...models.errors import ScenarioError
-from ...models.scenario import Scenario, SwitchSpec
+from ...models.scenario import SwitchSpec
 from ..migration.measure import PortObservation
 from ..migration.migrate import PortObserver
-from ..vdp.bridge import spec_from_log_start
 from ..vdp.faults import StuckVsi
 from ..vdp.serve import switch_argv
+from ..vdp.served import spec_from_log_start
 from . import lldpad
 from .hosts import DST, HOSTS, Testbed, TestbedError
 from .lab import NETNS_DIR, PREFIX
@@ -131,6 +133,8 @@ class VdpTestbed(Testbed):
     __test__ = False
     nic_port = "802.1Qbg"
     recovers_port_faults = True
+    # the folder of the switch's files under the state dir, which also says what the testbed is for
+    switch_folder = "vdp"
 
     def __init__(self, *args: Any, switch: SwitchSpec | None = None, seed: int = 0,
                  switch_kind: str = "emulator", **overrides: Any) -> None:
@@ -159,7 +163,7 @@ class VdpTestbed(Testbed):
 
     @property
     def vdp_dir(self) -> Path:
-        return self.state_dir / "vdp"
+        return self.state_dir / self.switch_folder
 
     def _switch_starts(self, host: str) -> int:
         """How many emulators have run on `host`'s port: each logs to a file of its own, numbered, so
@@ -196,13 +200,17 @@ class VdpTestbed(Testbed):
         self._separate_ifindexes()
         self.restart_switch(self.switch)
         self._start_probe()
+        self._start_stations()
+        return status
+
+    def _start_stations(self) -> None:
+        """Each host's lldpad, the VDP station libvirt asks, once the switch runs."""
         for up in uplinks():
             self._start_lldpad(up.host)
         for up in uplinks():
             self._wait_lldpad(up.host, lldpad.has_evb_timers(VXLAN_IF))
         self._wait_bridge_timers()
         self._fix_netlink_ports()
-        return status
 
     def _separate_ifindexes(self) -> None:
         """Moves the destination's next interface index far from the source's. libvirt opens a
@@ -278,17 +286,8 @@ class VdpTestbed(Testbed):
         if not self._time_shift_s:
             super()._start_libvirtd(h)
             return
-        saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", _SHIFT_ENV)}
-        os.environ.update({"LD_PRELOAD": str(self.vdp_dir / "time_shift.so"),
-                           _SHIFT_ENV: str(self._time_shift_s)})
-        try:
+        with preloaded(self.vdp_dir / "time_shift.so", {_SHIFT_ENV: str(self._time_shift_s)}):
             super()._start_libvirtd(h)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     def _fix_netlink_ports(self) -> None:
         bad: dict[str, list[int]] = {}
@@ -323,8 +322,7 @@ class VdpTestbed(Testbed):
             (self.vdp_dir / f"switch-{up.host}-{self._switch_starts(up.host) + 1}.jsonl").touch()
             log = self.switch_log(up.host)
             err = (self.vdp_dir / f"switch-{up.host}.err").open("ab")
-            argv = [*switch_argv(up.switch_vxlan, spec, log, self.switch_seed(up.host)), "--ecp-rte",
-                    str(ECP_RTE)]
+            argv = self._switch_argv(up, spec, log)
             try:
                 self._switch_procs[up.host] = subprocess.Popen(
                     ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", *argv], stdin=subprocess.DEVNULL,
@@ -339,6 +337,15 @@ class VdpTestbed(Testbed):
                     raise TestbedError(f"the VDP emulator for {up.host} did not start; "
                                        f"see {self.vdp_dir}/switch-{up.host}.err")
                 time.sleep(0.05)
+
+    def _switch_argv(self, up: Uplink, spec: SwitchSpec, log: Path) -> list[str]:
+        """The emulator's command for `up`'s port, run in the switch namespace."""
+        return [*switch_argv(up.switch_vxlan, spec, log, self.switch_seed(up.host)),
+                "--ecp-rte", str(ECP_RTE)]
+
+    def _is_switch_process(self, argv: list[str], up: Uplink) -> bool:
+        """Whether `argv`, a process in the switch namespace, is the emulator on `up`'s port."""
+        return "pausecast.executor.vdp.bridge" in argv and argv[argv.index("--iface") + 1] == up.switch_vxlan
 
     def _start_probe(self) -> None:
         err = (self.vdp_dir / "probe.err").open("ab")
@@ -360,10 +367,9 @@ class VdpTestbed(Testbed):
         proc = self._switch_procs.pop(host, None)
         if proc is not None:
             stop(proc)
-        iface = next(up.switch_vxlan for up in uplinks() if up.host == host)
+        up = next(up for up in uplinks() if up.host == host)
         for pid in pids_in_netns(NETNS_DIR / self.switch_ns):
-            argv = argv_of(pid)
-            if "pausecast.executor.vdp.bridge" in argv and argv[argv.index("--iface") + 1] == iface:
+            if self._is_switch_process(argv_of(pid), up):
                 kill_pid(pid)
 
     def stop_switch(self) -> None:
@@ -400,6 +406,7 @@ class VdpTestbed(Testbed):
         if out.get("hosts"):
             running = self.running_switch()
             out["switch"] = asdict(running) if running is not None else None
+            out["nic_port"] = self.nic_port
         return out
 
     def play_switch(self, spec: SwitchSpec) -> None:
@@ -456,8 +463,11 @@ class VdpTestbed(Testbed):
 
     # ------------------------------------------------------------------------------------ the guest
     def guest_xml(self, name: str, **kw: Any) -> str:
-        return super().guest_xml(name, **kw).replace(
-            "</devices>", f"  {interface_xml(self.instance_id)}\n  </devices>")
+        return super().guest_xml(name, **kw).replace("</devices>", f"  {self.nic_xml()}\n  </devices>")
+
+    def nic_xml(self) -> str:
+        """The guest's NIC: a macvtap on the host's VXLAN with the port profile."""
+        return interface_xml(self.instance_id)
 
     # ---------------------------------------------------------------------------------------- down
     def down(self, **kw: Any) -> dict[str, Any]:
@@ -471,34 +481,17 @@ class VdpTestbed(Testbed):
         return super().down(**kw)
 
 
-def has_switch(state_dir: Path) -> bool:
-    """Whether the testbed in `state_dir` was brought up with the 802.1Qbg switch."""
-    return (Path(state_dir) / "vdp").is_dir()
-
-
-def testbed_for(state_dir: Path, scenario: Scenario | None = None, **config: Any) -> Testbed:
-    """The testbed in `state_dir` for running `scenario`: with the VDP switch playing its [switch] when
-    its [port_profile] is 802.1Qbg, plain otherwise. One that is already up must be of that kind (a
-    prediction and a measurement must describe the same NIC); an up switch playing another [switch]
-    is restarted as the scenario's. Without a scenario: whatever is up there."""
-    state_dir = Path(state_dir)
-    if scenario is None:
-        return VdpTestbed(state_dir=state_dir, **config) if has_switch(state_dir) else \
-            Testbed(state_dir=state_dir, **config)
-    port = scenario.port_profile
-    if port.type == "802.1Qbh":
-        raise ScenarioError("port_profile.type", port.type,
-                            "none or 802.1Qbg on the testbed (802.1Qbh needs a Cisco VIC; only the simulator "
-                            "models it)")
-    if port.type == "802.1Qbg" and port.vnics != 1:
-        raise ScenarioError("port_profile.vnics", port.vnics, "1 on the testbed (its guest has one NIC)")
-    wants_switch = port.type == "802.1Qbg"
-    tb: Testbed = VdpTestbed(state_dir=state_dir, switch=scenario.switch, **config) if wants_switch else \
-        Testbed(state_dir=state_dir, **config)
-    if tb.is_up() and has_switch(state_dir) != wants_switch:
-        have = "with" if has_switch(state_dir) else "without"
-        raise ScenarioError("port_profile.type", port.type,
-                            f"what the testbed in {state_dir} was brought up for: it runs {have} an 802.1Qbg "
-                            "switch; 'pausecast testbed down' it first, or change the scenario")
-    tb.play_switch(scenario.switch)
-    return tb
+@contextmanager
+def preloaded(library: Path, env: dict[str, str]) -> Iterator[None]:
+    """This process's environment with `library` in LD_PRELOAD and `env` set, for a child started
+    inside (a libvirtd), restored after."""
+    saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", *env)}
+    os.environ.update({"LD_PRELOAD": str(library), **env})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -36,20 +36,17 @@ runs it on an AF_PACKET socket, as this command:
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 import sys
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ...models.scenario import SwitchSpec
-from ...models.switch_queue import Service, SwitchQueue, answers, refuses
-from ...models.units import s_to_ms
+from ...models.switch_queue import answers, refuses
+from .served import ServedPort
 from .wire import (
     ECP_SUBTYPE_VDP,
     ECP_VERSION,
@@ -74,9 +71,6 @@ from .wire import (
 )
 
 LLDP_INTERVAL_S = 30.0  # lldpad msgTxInterval
-# the [switch] fields the emulator plays; the spec's poll interval and timeout are libvirt's
-EMULATED_FIELDS = ("service_time_ms", "service_distribution", "service_cv", "capacity",
-                   "background_load_per_s", "mode")
 REFUSAL = VdpError.NO_RESOURCES
 # lldpad's station hands each ECP payload to VDP 2 ms later through one buffer (vdp22.c data_from_ecp,
 # vdp22sm.c vdp22_from_ecp22): a second reply inside those 2 ms overwrites the first. Space them.
@@ -123,7 +117,7 @@ class _Pending:
     sends: int = 0
 
 
-class Bridge:
+class Bridge(ServedPort[_Job]):
     """The switch's protocol state. `receive` (a frame) and `advance` (the clock) feed it; `outbox`
     (frames to send) and `records` (log records) are drained by the caller. Times are seconds on one
     monotonic clock."""
@@ -131,61 +125,30 @@ class Bridge:
     def __init__(self, mac: str, spec: SwitchSpec, rng: np.random.Generator, policy: EvbTlv | None = None,
                  lldp_interval_s: float = LLDP_INTERVAL_S, min_gap_s: float = MIN_GAP_S) -> None:
         mac_to_bytes(mac)
+        super().__init__(spec, rng)
         self.mac = mac
-        self.spec = spec
         self.policy = policy or EvbTlv()
         self.evb = self.policy  # the timers in force: the policy until a station is heard
         self.lldp_interval_s = lldp_interval_s
         self.min_gap_s = min_gap_s
         self.outbox: list[bytes] = []
-        self.records: list[dict[str, Any]] = []
-        self._timers: list[tuple[float, int, Callable[[float], None]]] = []
-        self._timer_ids = itertools.count()
-        self._cancelled: set[int] = set()
         self._requests = itertools.count(1)
         self._last_rx_sequence: dict[str, int] = {}
         self._tx_sequence = int(rng.integers(1, 0x10000))
         self._tx_queue: deque[_Pending] = deque()
         self._in_flight: _Pending | None = None
         self._last_tx_s = -math.inf
-        self.queue: SwitchQueue[_Job] = SwitchQueue(spec, rng)
         self._vsis: dict[tuple, _Vsi] = {}
         self._neighbours: set[str] = set()
 
     # --- clock -------------------------------------------------------------------------------------
 
     def start(self, now_s: float) -> None:
-        played = {name: getattr(self.spec, name) for name in EMULATED_FIELDS}
-        self._log(now_s, "start", mac=self.mac, **played, evb=self.policy.encode().hex(),
+        self._log(now_s, "start", mac=self.mac, **self.played(), evb=self.policy.encode().hex(),
                   first_sequence=next_sequence(self._tx_sequence))
         if self.lldp_interval_s > 0:
             self._send_lldp(now_s)
-        if self.spec.background_load_per_s > 0:
-            self._after(now_s, self.queue.background_gap_s(), self._background_arrival)
-
-    def next_deadline_s(self) -> float | None:
-        while self._timers and self._timers[0][1] in self._cancelled:
-            self._cancelled.discard(heapq.heappop(self._timers)[1])
-        return self._timers[0][0] if self._timers else None
-
-    def advance(self, now_s: float) -> None:
-        """Runs every timer due by `now_s`, in time order. Each action sees `now_s`, the time it really
-        runs at, so the log shows when frames left, not when they were due."""
-        while (deadline := self.next_deadline_s()) is not None and deadline <= now_s:
-            _, _, action = heapq.heappop(self._timers)
-            action(now_s)
-
-    def _after(self, now_s: float, delay_s: float, action: Callable[[float], None]) -> int:
-        timer = next(self._timer_ids)
-        heapq.heappush(self._timers, (now_s + delay_s, timer, action))
-        return timer
-
-    def _cancel(self, timer: int | None) -> None:
-        if timer is not None:
-            self._cancelled.add(timer)
-
-    def _log(self, now_s: float, event: str, **fields: Any) -> None:
-        self.records.append({"mono_s": round(now_s, 6), "event": event, **fields})
+        self._start_background(now_s)
 
     # --- ECP ---------------------------------------------------------------------------------------
 
@@ -328,30 +291,6 @@ class Bridge:
                      id_format)
         self._queue_reply(now_s, None, manager_id, tlv)
 
-    # --- servers -----------------------------------------------------------------------------------
-
-    def _serve(self, service: Service[_Job] | None, now_s: float) -> None:
-        """Times the end of a service that started now."""
-        if service is None:
-            return
-        if service.job is not None:
-            self._log(now_s, "service", req=service.job.request, wait_ms=round(s_to_ms(service.wait_s), 3),
-                      service_ms=round(s_to_ms(service.service_s), 3), busy=self.queue.busy,
-                      queued=self.queue.queued)
-        self._after(now_s, service.service_s, lambda t: self._finish(service, t))
-
-    def _finish(self, service: Service[_Job], now_s: float) -> None:
-        started = self.queue.finish(now_s)
-        if service.job is not None:
-            self._answer(service.job, now_s)
-        self._serve(started, now_s)
-
-    def _background_arrival(self, now_s: float) -> None:
-        self._log(now_s, "background", busy=self.queue.busy, queued=self.queue.queued)
-        self._serve(self.queue.arrive(None, now_s), now_s)
-        # the next gap after this arrival's service time: the emulator's order of draws (see the queue)
-        self._after(now_s, self.queue.background_gap_s(), self._background_arrival)
-
     # --- LLDP --------------------------------------------------------------------------------------
 
     def receive_lldp(self, raw: bytes, now_s: float) -> None:
@@ -380,11 +319,6 @@ class Bridge:
     def _transmit_lldp(self, now_s: float) -> None:
         self.outbox.append(Lldpdu(self.mac, self.mac, extra=(self.evb.encode(),)).encode_frame())
         self._log(now_s, "lldp-send", evb=self.evb.encode().hex())
-
-
-def spec_from_log_start(record: dict[str, Any]) -> SwitchSpec:
-    """The [switch] an emulator runs as, read back from its log's start record."""
-    return SwitchSpec(**{name: record[name] for name in EMULATED_FIELDS})
 
 
 if __name__ == "__main__":  # the command keeps the module's name; its socket loop and options are serve.py's

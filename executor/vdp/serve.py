@@ -25,7 +25,8 @@ from ...models.files import scenario_from_dict
 from ...models.scenario import SwitchSpec
 from ...models.units import ms_to_s, s_to_ms
 from . import bridge as protocol
-from .bridge import EMULATED_FIELDS, LLDP_INTERVAL_S, MIN_GAP_S, Bridge
+from .bridge import LLDP_INTERVAL_S, MIN_GAP_S, Bridge
+from .served import EMULATED_FIELDS
 from .wire import (
     ETH_P_ECP,
     ETH_P_LLDP,
@@ -98,10 +99,26 @@ def serve(ecp: socket.socket, lldp: socket.socket, bridge: Bridge, log: TextIO,
 def switch_argv(iface: str, spec: SwitchSpec, log_path: Path, seed: int = 0) -> list[str]:
     """The command that runs the emulator for a scenario's [switch] (to start inside a namespace)."""
     return [sys.executable, "-m", "pausecast.executor.vdp.bridge", "--iface", iface, "--log", str(log_path),
-            "--seed", str(seed), "--service-time-ms", repr(spec.service_time_ms),
-            "--service-distribution", spec.service_distribution, "--service-cv", repr(spec.service_cv),
-            "--capacity", str(spec.capacity), "--background-load-per-s", repr(spec.background_load_per_s),
-            "--mode", spec.mode]
+            "--seed", str(seed), *spec_argv(spec)]
+
+
+def spec_argv(spec: SwitchSpec) -> list[str]:
+    """A [switch]'s emulated fields as an emulator's options (add_spec_arguments reads them)."""
+    return [arg for name in EMULATED_FIELDS
+            for arg in ("--" + name.replace("_", "-"), str(getattr(spec, name)))]
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """An emulator's options for the [switch] it plays, defaulting to the scenario's defaults."""
+    defaults = SwitchSpec()
+    for name in EMULATED_FIELDS:
+        parser.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name),
+                            type=type(getattr(defaults, name)), help=f"[switch] {name}")
+
+
+def spec_from_arguments(args: argparse.Namespace) -> SwitchSpec:
+    """The [switch] the options give, checked as a scenario's (ScenarioError names a bad one)."""
+    return scenario_from_dict({"switch": {name: getattr(args, name) for name in EMULATED_FIELDS}}).switch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iface", required=True, help="the switch's port (run inside its namespace)")
     parser.add_argument("--log", required=True, type=Path, help="JSON-lines log of requests and responses")
     parser.add_argument("--seed", type=int, default=0, help="seeds service times, background load, sequence")
-    defaults = SwitchSpec()
-    for name in EMULATED_FIELDS:
-        parser.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name),
-                            type=type(getattr(defaults, name)), help=f"[switch] {name}")
+    add_spec_arguments(parser)
     timers = EvbTlv()
     parser.add_argument("--ecp-retries", type=int, default=timers.retries, help="ECP resends (lldpad: 3)")
     parser.add_argument("--ecp-rte", type=int, default=timers.rte, help="ECP ack timer exponent (lldpad: 8)")
@@ -124,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="least time between two VDP replies (lldpad's station needs 2 ms)")
     args = parser.parse_args(argv)
     try:
-        given = {name: getattr(args, name) for name in EMULATED_FIELDS}
-        spec = scenario_from_dict({"switch": given}).switch
+        spec = spec_from_arguments(args)
         evb = EvbTlv(retries=args.ecp_retries, rte=args.ecp_rte, rwd=args.vdp_rwd, rka=args.vdp_rka)
         evb.encode()
     except (ScenarioError, WireError) as exc:

@@ -180,7 +180,7 @@ def read_lldpad_pid(pid_file: Path = LLDPAD_PID_FILE) -> int:
     return pid
 
 
-def _header(msg: PortIfinfmsg, msg_type: int, sequence: int, port_id: int) -> None:
+def request_header(msg: PortIfinfmsg, msg_type: int, sequence: int, port_id: int) -> None:
     msg["header"]["type"] = msg_type
     msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
     msg["header"]["sequence_number"] = sequence
@@ -206,7 +206,7 @@ def encode_setlink(ifname: str, ifindex: int, mac: str, vlan: int, profile: VsiP
             ("IFLA_PORT_REQUEST", int(request)),
         ]})]}),
     ]
-    _header(msg, RTM_SETLINK, sequence, port_id)
+    request_header(msg, RTM_SETLINK, sequence, port_id)
     msg.encode()
     return bytes(msg.data)
 
@@ -216,7 +216,7 @@ def encode_getlink(ifindex: int, sequence: int, port_id: int) -> bytes:
     msg["family"] = socket.AF_UNSPEC
     msg["index"] = ifindex
     msg["attrs"] = [("IFLA_EXT_MASK", RTEXT_FILTER_VF)]
-    _header(msg, RTM_GETLINK, sequence, port_id)
+    request_header(msg, RTM_GETLINK, sequence, port_id)
     msg.encode()
     return bytes(msg.data)
 
@@ -225,7 +225,7 @@ class NetlinkError(OSError):
     """lldpad answered with a netlink error (e.g. ENODEV for a port it does not serve)."""
 
 
-def _raise_if_error(data: bytes, what: str) -> int:
+def raise_if_error(data: bytes, what: str) -> int:
     """The message type, after turning an NLMSG_ERROR with a non-zero code into NetlinkError."""
     if len(data) < 16:
         raise NetlinkError(errno.EPROTO, f"{what}: truncated netlink reply ({len(data)} bytes)")
@@ -239,7 +239,7 @@ def _raise_if_error(data: bytes, what: str) -> int:
 
 def port_statuses(data: bytes) -> dict[uuid.UUID, int | None]:
     """Every VSI in lldpad's GETLINK reply with its IFLA_PORT_RESPONSE (None: no answer yet)."""
-    msg_type = _raise_if_error(data, "status query")
+    msg_type = raise_if_error(data, "status query")
     if msg_type not in (NLMSG_DONE, RTM_NEWLINK):  # lldpad answers NLMSG_DONE, a kernel RTM_NEWLINK
         raise NetlinkError(errno.EPROTO, f"status query: unexpected reply type {msg_type}")
     msg = PortIfinfmsg(data)
@@ -408,7 +408,7 @@ class LldpadClient:
             return PortResult(request, ok, status, observed_ms, raw_ms, polls, error)
 
         try:
-            _raise_if_error(self._command(setlink, "port-profile setlink"), "port-profile setlink")
+            raise_if_error(self._command(setlink, "port-profile setlink"), "port-profile setlink")
         except NetlinkError as exc:
             # libvirt: "error during virtual port configuration of ifindex N: <strerror>"
             return result(False, None, 0, f"error during virtual port configuration of ifindex {ifindex}: "

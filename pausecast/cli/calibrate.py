@@ -72,7 +72,10 @@ def register(p: argparse.ArgumentParser) -> None:
                         "this machine and --domain's NIC), time each associate to the switch's answer on "
                         "the wire, and fit [switch] service_time_ms, service_distribution and service_cv "
                         "(constant, exponential or lognormal, by AIC). The test VSI has its own instance "
-                        "id and MAC and is always disassociated")
+                        "id and MAC and is always disassociated. On the 802.1Qbh testbed: the same through "
+                        "libvirt's kernel requests (RTM_SETLINK IFLA_PORT_SELF) on the source's link, "
+                        "answered by its emulated VIC, read every 2 ms (no guest may use that link: it has "
+                        "one port)")
     p.add_argument("--results", default="results", metavar="DIR",
                    help="where each calibration run's record goes (default: results)")
     add_target_arguments(p)
@@ -172,16 +175,20 @@ def run_switch(args: argparse.Namespace) -> int:
     repeat = args.repeat or SWITCH_PROBES
     if repeat < 2:
         raise ScenarioError("--repeat", repeat, "at least 2 associations to fit a distribution to")
-    src, holder, nic, where = _switch_port(args)
-    latencies_ms = []
-    with lldpad_client(src, holder) as client:
-        for _ in tqdm(range(repeat), unit="association", desc="switch", file=sys.stderr):
-            time.sleep(PROBE_GAP_S)
-            probe = probe_switch_latency(client, nic)
-            if probe.associate.raw_ms is None:
-                raise ExecutorError("the switch's answers were not seen on the wire (watching it needs "
-                                    "root): libvirt's 125 ms polls alone cannot be fitted")
-            latencies_ms.append(probe.associate.raw_ms)
+    qbh = _qbh_testbed(args)
+    if qbh is not None:
+        latencies_ms, where = _fabric_latencies_ms(qbh, repeat)
+    else:
+        src, holder, nic, where = _switch_port(args)
+        latencies_ms = []
+        with lldpad_client(src, holder) as client:
+            for _ in tqdm(range(repeat), unit="association", desc="switch", file=sys.stderr):
+                time.sleep(PROBE_GAP_S)
+                probe = probe_switch_latency(client, nic)
+                if probe.associate.raw_ms is None:
+                    raise ExecutorError("the switch's answers were not seen on the wire (watching it needs "
+                                        "root): libvirt's 125 ms polls alone cannot be fitted")
+                latencies_ms.append(probe.associate.raw_ms)
     fit = fit_switch(latencies_ms)
     x = np.asarray(latencies_ms)
     section = {"service_time_ms": round(fit.service_time_ms, 2),
@@ -211,10 +218,37 @@ def run_switch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _qbh_testbed(args: argparse.Namespace):
+    """The 802.1Qbh testbed --testbed names, if that is what is up there (else None)."""
+    from ..executor.testbed.choice import testbed_for
+
+    if not args.testbed:
+        return None
+    tb = testbed_for(Path(args.state_dir))
+    return tb if tb.is_up() and tb.nic_port == "802.1Qbh" else None
+
+
+def _fabric_latencies_ms(tb, repeat: int) -> tuple[list[float], str]:
+    """Each test associate's latency on the 802.1Qbh testbed's source link, and where that was."""
+    from ..executor.testbed.hosts import SRC
+    from ..executor.vic.vic import SUCCESS
+
+    print(f"  {repeat} test associations on {SRC}'s emulated VIC ...", file=sys.stderr)
+    timed = tb.probe_fabric(repeat)
+    failed = next((t for t in timed if t.response != SUCCESS), None)
+    if failed is not None:
+        raise ExecutorError(f"a test {failed.mode} was answered {failed.response} after "
+                            f"{failed.latency_ms:.0f} ms (None: not within libvirt's 10 s): a refusing or "
+                            "silent fabric cannot be fitted")
+    return ([t.latency_ms for t in timed if t.mode == "associate"],
+            f"testbed {tb.state_dir}, {SRC} emulated VIC")
+
+
 def _switch_port(args: argparse.Namespace):
     """(source URI, testbed host holder pid or None, the 802.1Qbg NIC, where) for --switch."""
     from ..executor.migration.precheck import Nic, qbg_nic, read_domain
-    from ..executor.testbed.qbg import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF, testbed_for
+    from ..executor.testbed.choice import testbed_for
+    from ..executor.testbed.qbg import MANAGER_ID, NIC_MAC, TYPE_ID, TYPE_ID_VERSION, VXLAN_IF
 
     if args.testbed:
         tb = testbed_for(Path(args.state_dir))

@@ -13,8 +13,8 @@ from typing import TextIO
 
 from ..executor.migration.jobinfo import JobInfo
 from ..executor.migration.migrate import GIVE_UP_S, Endpoints, ExecutorError, Measurement, migrate
+from ..executor.testbed.choice import testbed_for
 from ..executor.testbed.hosts import DEFAULT_STATE_DIR, Testbed
-from ..executor.testbed.qbg import testbed_for
 from ..executor.testbed.run import run_on_testbed, shape_for
 from ..models.errors import ScenarioError
 from ..models.scenario import Scenario

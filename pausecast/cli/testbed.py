@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..executor.testbed.choice import testbed_for
 from ..executor.testbed.hosts import DEFAULT_STATE_DIR
-from ..executor.testbed.qbg import testbed_for
 from ..executor.testbed.run import shape_for
 from ..models.errors import ScenarioError
 from ..models.files import load_scenario
@@ -29,8 +29,10 @@ def register(p: argparse.ArgumentParser) -> None:
                         "kernel can add one); with [port_profile] type = \"802.1Qbg\", also give each host "
                         "an lldpad and the guest's NIC an 802.1Qbg port, and start the VDP switch emulator "
                         "as the scenario's [switch] says (service time, distribution, capacity, background "
-                        "load, mode). A testbed already up is only reshaped, and its switch restarted as the "
-                        "scenario's [switch]")
+                        "load, mode); with \"802.1Qbh\", give the guest's NIC an 802.1Qbh port on an "
+                        "emulated VIC (a VIC emulator per host playing [switch], libvirtd's port-profile "
+                        "netlink answered for it). A testbed already up is only reshaped, and its switch "
+                        "restarted as the scenario's [switch]")
     p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), metavar="DIR",
                    help=f"where the testbed keeps its state (default {DEFAULT_STATE_DIR})")
     p.add_argument("--virt-type", choices=("auto", "kvm", "qemu"), default="auto",
@@ -86,7 +88,10 @@ def format_status(st: dict) -> str:
         domains = ", ".join(f"{d} {s}" for d, s in (h["domains"] or {}).items()) or "no domains"
         lines.append(f"  {name:<7} {h['address']:<12} libvirtd {state}  {h['uri']}  ({domains})")
     if (sw := st.get("switch")) is not None:
-        lines.append(f"  802.1Qbg switch (VDP emulator): {sw['service_time_ms']:g} ms "
-                     f"{sw['service_distribution']} service, capacity {sw['capacity']}, background "
-                     f"{sw['background_load_per_s']:g} requests/s, mode {sw['mode']}; lldpad on each host")
+        what, where = (("802.1Qbh fabric (emulated VIC)", "a VIC emulator and libvirtd's netlink shim on "
+                        "each host") if st.get("nic_port") == "802.1Qbh" else
+                       ("802.1Qbg switch (VDP emulator)", "lldpad on each host"))
+        lines.append(f"  {what}: {sw['service_time_ms']:g} ms {sw['service_distribution']} service, "
+                     f"capacity {sw['capacity']}, background {sw['background_load_per_s']:g} requests/s, "
+                     f"mode {sw['mode']}; {where}")
     return "\n".join(lines)
