@@ -11,11 +11,26 @@ Each migration is the single-VM engine's `MigrationRun`, with three things that 
   `max_concurrent` in all, the waiting VMs in the plan's order), and frees it when libvirt's call
   returns (Confirm ends, or the migration fails).
 
+A link may change its bandwidth at set times (`links.<name>.changes`): the shares are recomputed at
+the change, and every migration on it follows as it follows any change of share. A link at 0 is
+down: the streams crossing it stop. The guest keeps running and dirtying, QEMU's thread is blocked in
+its socket write and checks nothing; the migration waits for the link to come back. As in libvirt
+(qemu.conf keepalive_interval 5 s x (keepalive_count 5 + 1) = 30 s), a peer-to-peer migration whose
+link carries nothing for `KEEPALIVE_S` loses its connection to the destination daemon
+(qemu_migration.c: "Lost connection to destination host") and fails, `connection-lost`: in pre-copy the
+guest stays on the source, never paused; in the stop-and-copy it resumes there (libvirt restores the
+source's state as Perform fails), paused from its stop until then; in post-copy it is left running on
+the destination with pages on the source (QEMU's postcopy-paused, which only a recovery can end: the
+model stops there). The model keeps the control connection on the same path as the stream, and lets
+Begin, Prepare, Finish and Confirm (no stream) pass over a down link; a real Prepare could not open its
+connection and would fail at once.
+
 Approximations: QEMU's estimate follows the share at once (it averages over ~100 ms), and its check
 cadence restarts when the share changes (a shift of at most one 50-100 ms check). A pre-copy that
 stalls below its path's full rate waits in steady state for its share to change; when every open
 flow is such a stall nothing can free bandwidth, and each is declared not-converging at its next sync
-(as an operator would cancel them); the bandwidth they free may still let a later one converge.
+(as an operator would cancel them); the bandwidth they free may still let a later one converge. While
+a link change is still to come, a stall may yet end, so none is declared stuck before the last one.
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ import simpy
 
 from ..models import switchover as rule
 from ..models.dirty import dirty_model_for
-from ..models.fleet import Fleet, FleetVm, launch_order
+from ..models.fleet import IN, OUT, Fleet, FleetVm, launch_order
 from ..models.phases import Phase
 from ..models.units import bytes_s_to_mib_s, mib_s_to_bytes_s, ms_to_s, s_to_ms
 from .bandwidth import max_min_rates
@@ -47,6 +62,13 @@ class FleetResult:
 
 # relative rounding between the network's and the single-VM engine's idea of the same link rate
 _SAME_RATE = 1e-9
+# a step this close to the migration's timeout is the step to it
+_AT_DEADLINE_S = 1e-9
+# libvirt qemu.conf: keepalive_interval 5 s, keepalive_count 5; a connection that answers nothing is
+# closed after interval x (count + 1) (libvirtd.conf's comment), and the migration fails with it
+KEEPALIVE_S = 5.0 * (5 + 1)
+# the failure of a migration whose link stayed down past the keepalive
+CONNECTION_LOST = "connection-lost"
 # the columns a fleet adds to each record row
 FLEET_COLUMNS = ("fleet", "vm", "profile", "source_host", "destination_host", "switch", "path",
                  "slot_wait_s", "end_s", "pause_start_s", "pause_end_s", "live_rate_mib_s")
@@ -55,11 +77,13 @@ FLEET_COLUMNS = ("fleet", "vm", "profile", "source_host", "destination_host", "s
 class Flow:
     """One memory stream in the network. `rate_bytes_s` is its current max-min share."""
 
-    __slots__ = ("bytes_sent", "cap_bytes_s", "changed", "links", "rate_bytes_s", "stuck")
+    __slots__ = ("bytes_sent", "cap_bytes_s", "changed", "links", "owner", "rate_bytes_s", "stuck")
 
-    def __init__(self, cap_bytes_s: float, links: tuple[int, ...]) -> None:
+    def __init__(self, cap_bytes_s: float, links: tuple[int, ...], owner: str) -> None:
         self.cap_bytes_s = cap_bytes_s
         self.links = links
+        # the VM whose stream it is
+        self.owner = owner
         self.rate_bytes_s = 0.0
         self.bytes_sent = 0.0
         # fired (then dropped) when the share changes; made only while someone waits for it
@@ -82,9 +106,11 @@ class Network:
         self.flows: list[Flow] = []
         self.stalled: set[Flow] = set()
         self.last_s = env.now
+        # link changes still to come: while one is, a stall may end, so none is declared stuck
+        self.changes_left = 0
 
-    def open(self, cap_bytes_s: float, path: tuple[tuple[str, str], ...]) -> Flow:
-        flow = Flow(cap_bytes_s, tuple(self.index[key] for key in path))
+    def open(self, cap_bytes_s: float, path: tuple[tuple[str, str], ...], owner: str) -> Flow:
+        flow = Flow(cap_bytes_s, tuple(self.index[key] for key in path), owner)
         self._account()
         self.flows.append(flow)
         self._reallocate()
@@ -110,9 +136,22 @@ class Network:
         self._check_deadlock()
         return changed
 
+    def set_capacity(self, link: str, capacity_bytes_s: float) -> list[Flow]:
+        """A scheduled change of `link`'s capacity (both directions). Returns the flows crossing it."""
+        self._account()
+        crossed = {self.index[link, OUT], self.index[link, IN]}
+        for j in crossed:
+            self.capacities_bytes_s[j] = capacity_bytes_s
+        self.changes_left -= 1
+        affected = [flow for flow in self.flows if not crossed.isdisjoint(flow.links)]
+        self._reallocate()
+        self._check_deadlock()
+        return affected
+
     def _check_deadlock(self) -> None:
-        if self.stalled and len(self.stalled) == len(self.flows):
-            for flow in self.stalled:
+        if self.stalled and len(self.stalled) == len(self.flows) and not self.changes_left:
+            # in the order the flows opened: a set's order would follow memory addresses
+            for flow in self.flows:
                 flow.stuck = True
                 self._wake(flow)
             self.stalled.clear()
@@ -168,6 +207,13 @@ class FleetMigrationRun(MigrationRun):
         self.live_bytes = 0.0
         # fires when libvirt's migration call returns: the plan may start the next VM
         self.released = env.event()
+        # the pre-copy's state and the last rates it acted on (kept while its link is down)
+        self._state: rule.PrecopyState | None = None
+        self._rates: tuple[float, float, float] | None = None
+        # a live step waiting for a down link: its timer to the migration's timeout, its change of share
+        self._down: tuple[simpy.Event | None, simpy.Event] | None = None
+        # bytes of the stop-and-copy and post-copy flows that have closed
+        self._flow_bytes = 0.0
 
     def mark(self, phase: Phase, edge: str) -> None:
         super().mark(phase, edge)
@@ -176,6 +222,29 @@ class FleetMigrationRun(MigrationRun):
 
     def _switch_for(self, host: str) -> Switch:
         return self.source_switch if host == "source" else self.switch
+
+    def run(self):
+        try:
+            yield from super().run()
+        except ConnectionLost:
+            yield from self._connection_lost()
+
+    def _connection_lost(self):
+        """The link stayed down past the keepalive: libvirt's Perform fails (see the module's notes)."""
+        self._close_live()
+        m, v = self.m, self.m.values
+        m.failure = CONNECTION_LOST
+        if self._state is not None:
+            m.iterations, m.bytes_sent = self._state.syncs, self._state.bytes_sent + self._flow_bytes
+        v.setdefault("precopy_time_s", self.now() - v["live_start_s"])
+        self.log("source", "abort", f"{CONNECTION_LOST}: the link carried nothing for {KEEPALIVE_S:.0f} s")
+        self.mark(Phase.PERFORM, "end")
+        if "destination_start_s" in v:
+            return  # post-copy: QEMU's postcopy-paused on the destination, until a recovery
+        if "source_stop_s" in v:
+            v["source_resume_s"] = self.now()
+            self.log("source", "resume", "migration failed, guest stays on the source")
+        yield from self._cancel()
 
     def _perform(self):
         outcome = yield from super()._perform()
@@ -189,27 +258,58 @@ class FleetMigrationRun(MigrationRun):
             self.live = None
 
     def _live_rates(self) -> tuple[float, float, float]:
-        """The current share; the live flow joins the network on the first call."""
+        """The current share; the live flow joins the network on the first call. On a down link the
+        last rates stand (QEMU checks nothing while its write is blocked; `_sending` waits)."""
         if self.live is None:
-            self.live = self.net.open(self.cap_bytes_s, self.vm.path)
+            self.live = self.net.open(self.cap_bytes_s, self.vm.path, self.vm.name)
         rate = self.live.rate_bytes_s
+        if rate == 0:
+            return self._rates or self._live_rates_at(self.rates.live_bytes_s)
+        self._rates = self._live_rates_at(rate)
+        return self._rates
+
+    def _live_rates_at(self, rate: float) -> tuple[float, float, float]:
         return (rate, rule.threshold_bytes(rate, ms_to_s(self.s.migration.max_downtime_ms)),
                 rule.check_interval_s(rate >= self.cap_bytes_s))
 
     def _sending(self, duration_s: float) -> simpy.Event:
         self._step_start_s = self.env.now
+        if self.live.rate_bytes_s == 0:
+            return self._wait_for_link(duration_s)
         self._step_timer = self.wait(duration_s)
         return self._step_timer | self.net.rate_changed(self.live)
 
+    def _wait_for_link(self, duration_s: float) -> simpy.Event:
+        """A live step on a down link: until it comes back, the keepalive gives up, or the
+        migration's timeout (this step's end, when it is the step to the timeout)."""
+        deadline = self.t0 + self.s.migration.timeout_s if self.s.migration.timeout_s > 0 else math.inf
+        lost = self.wait(KEEPALIVE_S)
+        to_deadline = self.wait(deadline - self.env.now) if deadline < math.inf else None
+        changed = self.net.rate_changed(self.live)
+        # the engine's step to the timeout ends at the deadline (up to rounding)
+        self._step_timer = to_deadline if self.env.now + duration_s >= deadline - _AT_DEADLINE_S else None
+        self._down = (to_deadline, changed)
+        return self.env.any_of([e for e in (lost, to_deadline, changed) if e is not None])
+
     def _sent(self, state: rule.PrecopyState, duration_s: float, rate: float) -> bool:
+        self._state = state
         elapsed = self.env.now - self._step_start_s
         self.live_s += elapsed
+        if self._down is not None:
+            to_deadline, changed = self._down
+            self._down = None
+            rule.send(state, elapsed, 0.0)  # the guest dirtied on; nothing went out
+            if not changed.triggered and not (to_deadline is not None and to_deadline.processed):
+                raise ConnectionLost
+            return self._step_timer is not None and self._step_timer.processed and not changed.triggered
         done = self._step_timer.processed
         rule.send(state, duration_s if done else elapsed, rate)
         return done and self.live.rate_bytes_s == rate
 
     def _may_speed_up(self, rate: float) -> bool:
-        return not self.live.stuck and rate < self.rates.live_bytes_s * (1.0 - _SAME_RATE)
+        # a link change still to come may give it more
+        return not self.live.stuck and (rate < self.rates.live_bytes_s * (1.0 - _SAME_RATE)
+                                        or self.net.changes_left > 0)
 
     def _ride_out_stall(self, state: rule.PrecopyState, deadline: float, rate: float):
         start = self.env.now
@@ -234,16 +334,29 @@ class FleetMigrationRun(MigrationRun):
         """Sends `wire_bytes` uncapped, as a flow of its own, however its share changes."""
         if wire_bytes <= 0:
             return
-        flow = self.net.open(math.inf, self.vm.path)
+        flow = self.net.open(math.inf, self.vm.path, self.vm.name)
         remaining = wire_bytes
         while True:
             rate, start = flow.rate_bytes_s, self.env.now
+            if rate == 0:
+                changed = self.net.rate_changed(flow)
+                yield self.wait(KEEPALIVE_S) | changed
+                if not changed.triggered:
+                    self.net.close(flow)
+                    self._flow_bytes += flow.bytes_sent
+                    raise ConnectionLost
+                continue
             timer = self.wait(remaining / rate)
             yield timer | self.net.rate_changed(flow)
             if timer.processed:
                 break
             remaining -= (self.env.now - start) * rate
         self.net.close(flow)
+        self._flow_bytes += flow.bytes_sent
+
+
+class ConnectionLost(Exception):
+    """Raised inside a migration's process when its link stayed down past the keepalive."""
 
 
 _RAISE_WITH = "raise it with plan.max_events"
@@ -276,12 +389,28 @@ class FleetRun:
         self.running = 0
         self.slot_freed = self.env.event()
         self.events = 0
+        # each link change as it happened, for the summary
+        self.changes_seen: list[dict[str, Any]] = []
+        for name, link in fleet.links.items():
+            if link.changes:
+                self.network.changes_left += len(link.changes)
+                self.env.process(self._link_changes(name))
 
     def run(self) -> FleetResult:
         self.events = run_within(self.env, self.env.process(self._plan()), self.fleet.plan.max_events,
                                  _RAISE_WITH, self.switches.values())
         rows = [self._row(i, run) for i, run in enumerate(self.runs)]
         return FleetResult(rows, self._summary(rows))
+
+    def _link_changes(self, name: str):
+        link = self.fleet.links[name]
+        for change in link.changes:
+            yield self.env.timeout(self.t0 + change.at_s - self.env.now)
+            flows = self.network.set_capacity(name, link.capacity_at_bytes_s(change.bandwidth_mbit_s))
+            vms = sorted({flow.owner for flow in flows})
+            self.changes_seen.append({"link": name, "at_s": change.at_s,
+                                      "bandwidth_mbit_s": change.bandwidth_mbit_s,
+                                      "vms_crossing": len(vms), "vms": vms})
 
     def _room(self, host: str) -> bool:
         plan = self.fleet.plan
@@ -369,6 +498,9 @@ class FleetRun:
             switch_mean_wait_ms={name: s_to_ms(float(np.mean([s.wait_s for s in sw.served])))
                                  if sw.served else 0.0 for name, sw in self.switches.items()},
             events=self.events)
+        if self.changes_seen:
+            # the VMs whose streams were on the link when it changed
+            summary["link_changes"] = self.changes_seen
         return summary
 
 
