@@ -35,6 +35,7 @@ a link change is still to come, a stall may yet end, so none is declared stuck b
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -101,7 +102,8 @@ class Network:
         self.keys = list(capacities_bytes_s)
         self.index = {key: j for j, key in enumerate(self.keys)}
         self.capacities_bytes_s = [capacities_bytes_s[key] for key in self.keys]
-        self.loads_bytes_s = [0.0] * len(self.keys)
+        # the load of each link that carries any, by link index
+        self.loads_bytes_s: dict[int, float] = {}
         self.bytes_carried = [0.0] * len(self.keys)
         self.flows: list[Flow] = []
         self.stalled: set[Flow] = set()
@@ -165,7 +167,7 @@ class Network:
         """Bytes moved since the last change, at the rates that held since then."""
         dt = self.env.now - self.last_s
         if dt > 0:
-            for j, load in enumerate(self.loads_bytes_s):
+            for j, load in self.loads_bytes_s.items():
                 self.bytes_carried[j] += load * dt
             for flow in self.flows:
                 flow.bytes_sent += flow.rate_bytes_s * dt
@@ -175,10 +177,10 @@ class Network:
         flows = self.flows
         rates = max_min_rates([f.cap_bytes_s for f in flows], [f.links for f in flows],
                               self.capacities_bytes_s)
-        loads = [0.0] * len(self.keys)
+        loads: dict[int, float] = {}
         for flow, rate in zip(flows, rates, strict=True):
             for j in flow.links:
-                loads[j] += rate
+                loads[j] = loads.get(j, 0.0) + rate
             if rate != flow.rate_bytes_s:
                 flow.rate_bytes_s = rate
                 self.stalled.discard(flow)
@@ -412,26 +414,44 @@ class FleetRun:
                                       "bandwidth_mbit_s": change.bandwidth_mbit_s,
                                       "vms_crossing": len(vms), "vms": vms})
 
+    def _room_overall(self) -> bool:
+        return self.fleet.plan.max_concurrent == 0 or self.running < self.fleet.plan.max_concurrent
+
     def _room(self, host: str) -> bool:
-        plan = self.fleet.plan
-        return ((plan.max_concurrent == 0 or self.running < plan.max_concurrent)
-                and (plan.max_per_source_host == 0 or self.running_per_host[host] < plan.max_per_source_host))
+        limit = self.fleet.plan.max_per_source_host
+        return limit == 0 or self.running_per_host[host] < limit
 
     def _plan(self):
-        rank = {i: r for r, i in enumerate(launch_order(self.fleet))}
+        """Whenever there is room, starts the waiting VM of least rank among the hosts with room."""
+        order = launch_order(self.fleet)
+        rank = {i: r for r, i in enumerate(order)}
         waiting: dict[str, deque[int]] = {host: deque() for host in self.fleet.hosts}
-        for i in sorted(rank, key=rank.get):
+        for i in order:
             waiting[self.fleet.vms[i].source].append(i)
+        # each host's first waiting VM by rank; a host without room waits aside until a slot frees
+        heads = [(rank[queue[0]], host) for host, queue in waiting.items() if queue]
+        heapq.heapify(heads)
+        aside: list[tuple[int, str]] = []
         processes = []
-        while any(waiting.values()):
-            heads = [queue[0] for host, queue in waiting.items() if queue and self._room(host)]
-            if not heads:
+        left = len(order)
+        while left:
+            if heads and self._room_overall():
+                head = heapq.heappop(heads)
+                if not self._room(head[1]):
+                    aside.append(head)
+                    continue
+            else:
                 yield self.slot_freed
                 self.slot_freed = self.env.event()
+                for head in aside:
+                    heapq.heappush(heads, head)
+                aside.clear()
                 continue
-            i = min(heads, key=rank.get)
-            source = self.fleet.vms[i].source
-            waiting[source].popleft()
+            source = head[1]
+            i = waiting[source].popleft()
+            left -= 1
+            if waiting[source]:
+                heapq.heappush(heads, (rank[waiting[source][0]], source))
             self.running += 1
             self.running_per_host[source] += 1
             processes.append(self.env.process(self._migrate(i)))
