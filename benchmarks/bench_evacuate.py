@@ -15,7 +15,7 @@ import argparse
 import os
 import time
 
-from pausecast.models.fleet import Fleet, fleet_from_dict
+from pausecast.models.fleet import fleet_from_dict
 from pausecast.sim.fleet import simulate_fleet
 
 TARGET_S = 10.0
@@ -44,8 +44,9 @@ def _vms(n_vms: int, sources: list[str], destinations: list[str]) -> list[dict]:
             for name, count in counts.items()]
 
 
-def data_hall(n_vms: int = 10_000, racks: int = 20, hosts_per_rack: int = 10) -> Fleet:
-    """Half the racks drained onto the other half; rack 3's uplink down from 600 s to 900 s."""
+def data_hall(n_vms: int = 10_000, racks: int = 20, hosts_per_rack: int = 10) -> dict:
+    """The fleet file's tables: half the racks drained onto the other half; rack 3's uplink down from
+    600 s to 900 s."""
     rack_names = [f"r{r + 1:02d}" for r in range(racks)]
     links, hosts = {}, {}
     for r, rack in enumerate(rack_names):
@@ -54,14 +55,15 @@ def data_hall(n_vms: int = 10_000, racks: int = 20, hosts_per_rack: int = 10) ->
             links[f"{rack}-h{h:02d}-nic"] = {"bandwidth_mbit_s": 25_000}
             hosts[f"{rack}-h{h:02d}"] = {"links": [f"{rack}-h{h:02d}-nic", f"{rack}-up"],
                                         "switch": f"vdp-{'abcd'[r * 4 // racks]}"}
-    links["r03-up"]["changes"] = [{"at_s": 600, "bandwidth_mbit_s": 0}, {"at_s": 900, "bandwidth_mbit_s": 100_000}]
+    links["r03-up"]["changes"] = [{"at_s": 600, "bandwidth_mbit_s": 0},
+                                  {"at_s": 900, "bandwidth_mbit_s": 100_000}]
     half = racks // 2
     # hosts listed rack by rack in turn, so that VMs dealt round-robin spread over every rack's uplink
     by_rack = [[f"{rack}-h{h:02d}" for rack in rack_names[r0:r0 + half]] for r0 in (0, half)
                for h in range(hosts_per_rack)]
     sources = [host for group in by_rack[:hosts_per_rack] for host in group]
     destinations = [host for group in by_rack[hosts_per_rack:] for host in group]
-    return fleet_from_dict({
+    return {
         "name": "bench-data-hall", "links": links, "hosts": hosts,
         "switches": {f"vdp-{c}": _switch() for c in "abcd"},
         "profiles": PROFILES,
@@ -69,12 +71,12 @@ def data_hall(n_vms: int = 10_000, racks: int = 20, hosts_per_rack: int = 10) ->
         # 40 at once fill the ten source uplinks (4 x 25 GbE each); more would only share them thinner
         "plan": {"max_per_source_host": 2, "max_concurrent": 40, "max_events": 4_000_000},
         "vms": _vms(n_vms, sources, destinations),
-    })
+    }
 
 
-def two_racks(n_vms: int = 1000) -> Fleet:
-    """10 source hosts in two racks (25 GbE NICs, a 40 GbE uplink per rack) onto 4 destinations (25 GbE
-    behind a 100 GbE uplink); one switch."""
+def two_racks(n_vms: int = 1000) -> dict:
+    """The fleet file's tables: 10 source hosts in two racks (25 GbE NICs, a 40 GbE uplink per rack)
+    onto 4 destinations (25 GbE behind a 100 GbE uplink); one switch."""
     sources = [f"src-{h}" for h in range(10)]
     destinations = [f"dst-{h}" for h in range(4)]
     links = {f"{host}-nic": {"bandwidth_mbit_s": 25000} for host in sources + destinations}
@@ -83,11 +85,11 @@ def two_racks(n_vms: int = 1000) -> Fleet:
     hosts = {host: {"links": [f"{host}-nic", "rack-a-up" if i < 5 else "rack-b-up"], "switch": "vdp"}
              for i, host in enumerate(sources)}
     hosts |= {host: {"links": [f"{host}-nic", "rack-d-up"], "switch": "vdp"} for host in destinations}
-    return fleet_from_dict({
+    return {
         "name": "bench-evacuation", "links": links, "hosts": hosts, "switches": {"vdp": _switch()},
         "profiles": PROFILES, "plan": {"max_per_source_host": 2, "max_events": 10_000_000},
         "vms": _vms(n_vms, sources, destinations),
-    })
+    }
 
 
 def load_average() -> str:
@@ -102,7 +104,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     build = data_hall if args.scenario == "hall" else two_racks
-    fleet = build(args.vms) if args.vms else build()
+    fleet = fleet_from_dict(build(args.vms) if args.vms else build())
     before = load_average()
     start = time.perf_counter()
     result = simulate_fleet(fleet, args.seed)
@@ -110,8 +112,8 @@ def main() -> None:
     after = load_average()
     s = result.summary
     verdict = "met" if wall_s < TARGET_S else "missed"
-    print(f"{fleet.name}: evacuation of {s['vms']} VMs in {wall_s:.2f} s wall time: target < {TARGET_S:.0f} s "
-          f"{verdict}; {s['events']} SimPy events = {s['events'] / wall_s:,.0f} events/s, "
+    print(f"{fleet.name}: evacuation of {s['vms']} VMs in {wall_s:.2f} s wall time: target < "
+          f"{TARGET_S:.0f} s {verdict}; {s['events']} SimPy events = {s['events'] / wall_s:,.0f} events/s, "
           f"{s['vms'] / wall_s:.0f} VMs/s")
     print(f"  before: {before}\n  after:  {after}")
     print(f"  simulated makespan {s['makespan_s']:.0f} s; {s['migrated']} migrated, {s['failed']} failed "
