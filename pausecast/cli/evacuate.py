@@ -68,7 +68,7 @@ def format_summary(s: dict[str, Any]) -> str:
     for change in s.get("link_changes", []):
         state = "down" if change["bandwidth_mbit_s"] == 0 else f"{change['bandwidth_mbit_s']:g} Mbit/s"
         out.append(f"  link change      {change['link']} {state} at {change['at_s']:g} s: "
-                   f"{change['vms_crossing']} migrations on it")
+                   f"{change['vms_crossing']} migration streams on it")
     out.append("  bytes per link")
     out += [f"    {link:<20} {bytes_to_mib(n_bytes) / 1024:10.1f} GiB" for link, n_bytes in
             s["bytes_per_link"].items()]
