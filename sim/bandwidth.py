@@ -44,9 +44,14 @@ def max_min_rates(caps_bytes_s: Sequence[float], paths: Sequence[Sequence[int]],
             done |= crossing[j]
         # every flow frozen now gets `level` (a cap that binds equals it), so a link's load grows by
         # `level` once per flow of it frozen, added one by one as flow by flow would
-        touched: set[int] = set()
         for i in done:
             rates[i] = level
+        active -= done
+        if not active:
+            break  # the last level (often the only one): what is left on the links is not needed
+        capped -= done
+        touched: set[int] = set()
+        for i in done:
             touched.update(paths[i])
         for j in touched:
             flows = crossing[j]
@@ -60,6 +65,4 @@ def max_min_rates(caps_bytes_s: Sequence[float], paths: Sequence[Sequence[int]],
                 shares[j] = (capacities_bytes_s[j] - load) / len(flows)
             else:
                 del shares[j]
-        active -= done
-        capped -= done
     return rates
