@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,11 +80,13 @@ FLEET_COLUMNS = ("fleet", "vm", "profile", "source_host", "destination_host", "s
 class Flow:
     """One memory stream in the network. `rate_bytes_s` is its current max-min share."""
 
-    __slots__ = ("bytes_sent", "cap_bytes_s", "changed", "links", "owner", "rate_bytes_s", "stuck")
+    __slots__ = ("bytes_sent", "cap_bytes_s", "changed", "links", "opened", "owner", "rate_bytes_s", "stuck")
 
-    def __init__(self, cap_bytes_s: float, links: tuple[int, ...], owner: str) -> None:
+    def __init__(self, cap_bytes_s: float, links: tuple[int, ...], owner: str, opened: int) -> None:
         self.cap_bytes_s = cap_bytes_s
         self.links = links
+        # its place among the flows in the order they opened
+        self.opened = opened
         # the VM whose stream it is
         self.owner = owner
         self.rate_bytes_s = 0.0
@@ -92,6 +96,9 @@ class Flow:
         # set when every open flow was stalled at once: nothing could give this one more bandwidth, so
         # it is declared not-converging at its next sync (as an operator would cancel them all)
         self.stuck = False
+
+
+_OPENED = operator.attrgetter("opened")
 
 
 class Network:
@@ -106,23 +113,31 @@ class Network:
         self.loads_bytes_s: dict[int, float] = {}
         self.bytes_carried = [0.0] * len(self.keys)
         self.flows: list[Flow] = []
+        # the flows on each link, and how many flows have opened
+        self.on_link: list[set[Flow]] = [set() for _ in self.keys]
+        self.opened = 0
         self.stalled: set[Flow] = set()
         self.last_s = env.now
         # link changes still to come: while one is, a stall may end, so none is declared stuck
         self.changes_left = 0
 
     def open(self, cap_bytes_s: float, path: tuple[tuple[str, str], ...], owner: str) -> Flow:
-        flow = Flow(cap_bytes_s, tuple(self.index[key] for key in path), owner)
+        flow = Flow(cap_bytes_s, tuple(self.index[key] for key in path), owner, self.opened)
+        self.opened += 1
         self._account()
         self.flows.append(flow)
-        self._reallocate()
+        for j in flow.links:
+            self.on_link[j].add(flow)
+        self._reallocate(flow.links)
         return flow
 
     def close(self, flow: Flow) -> None:
         self._account()
         self.flows.remove(flow)
+        for j in flow.links:
+            self.on_link[j].discard(flow)
         self.stalled.discard(flow)
-        self._reallocate()
+        self._reallocate(flow.links)
         self._check_deadlock()
 
     def rate_changed(self, flow: Flow) -> simpy.Event:
@@ -146,7 +161,7 @@ class Network:
             self.capacities_bytes_s[j] = capacity_bytes_s
         self.changes_left -= 1
         affected = [flow for flow in self.flows if not crossed.isdisjoint(flow.links)]
-        self._reallocate()
+        self._reallocate(crossed)
         self._check_deadlock()
         return affected
 
@@ -173,11 +188,32 @@ class Network:
                 flow.bytes_sent += flow.rate_bytes_s * dt
         self.last_s = self.env.now
 
-    def _reallocate(self) -> None:
-        flows = self.flows
+    def _component(self, links: Iterable[int]) -> tuple[list[Flow], set[int]]:
+        """The flows linked to `links` through shared links, in the order they opened, and their links."""
+        seen: set[int] = set()
+        found: set[Flow] = set()
+        todo = list(links)
+        while todo:
+            j = todo.pop()
+            if j in seen:
+                continue
+            seen.add(j)
+            for flow in self.on_link[j]:
+                if flow not in found:
+                    found.add(flow)
+                    todo.extend(flow.links)
+        return sorted(found, key=_OPENED), seen
+
+    def _reallocate(self, links: Iterable[int]) -> None:
+        """The max-min shares again, where a change at `links` can reach: flows that share no link,
+        even through others, do not meet in the progressive filling."""
+        flows, reached = self._component(links)
         rates = max_min_rates([f.cap_bytes_s for f in flows], [f.links for f in flows],
                               self.capacities_bytes_s)
-        loads: dict[int, float] = {}
+        loads = self.loads_bytes_s
+        for j in reached:
+            loads.pop(j, None)
+        # each link's load summed in the order the flows opened, as over the whole network
         for flow, rate in zip(flows, rates, strict=True):
             for j in flow.links:
                 loads[j] = loads.get(j, 0.0) + rate
@@ -185,7 +221,6 @@ class Network:
                 flow.rate_bytes_s = rate
                 self.stalled.discard(flow)
                 self._wake(flow)
-        self.loads_bytes_s = loads
 
 
 class FleetMigrationRun(MigrationRun):
