@@ -2,7 +2,8 @@
 
 Each migration is the single-VM engine's `MigrationRun`, with three things that a fleet changes:
 * its memory stream is a flow in a fluid network: flows share every link they cross by max-min
-  fairness (sim/bandwidth.py), recomputed whenever a flow starts or ends. A live step cut short by a
+  fairness (sim/bandwidth.py), recomputed whenever a flow starts or ends or a link changes, over the
+  flows the change can reach (linked to it through shared links; the others' shares cannot move). A live step cut short by a
   change of share keeps what it sent at the old rate; QEMU's bandwidth estimate, and so its switchover
   threshold and check cadence, follow the new share. The final copy and post-copy are flows too;
 * its port requests go to the destination host's switch (pre-associate, associate) and the source
