@@ -3,9 +3,10 @@
 Each migration is the single-VM engine's `MigrationRun`, with three things that a fleet changes:
 * its memory stream is a flow in a fluid network: flows share every link they cross by max-min
   fairness (sim/bandwidth.py), recomputed whenever a flow starts or ends or a link changes, over the
-  flows the change can reach (linked to it through shared links; the others' shares cannot move). A live step cut short by a
-  change of share keeps what it sent at the old rate; QEMU's bandwidth estimate, and so its switchover
-  threshold and check cadence, follow the new share. The final copy and post-copy are flows too;
+  flows the change can reach (linked to it through shared links; the others' shares cannot move).
+  A live step cut short by a change of share keeps what it sent at the old rate; QEMU's bandwidth
+  estimate, and so its switchover threshold and check cadence, follow the new share. The final copy
+  and post-copy are flows too;
 * its port requests go to the destination host's switch (pre-associate, associate) and the source
   host's (disassociate), shared with every other migration and with background load;
 * it starts when the plan gives it a slot (at most `max_per_source_host` from one host and
@@ -17,9 +18,11 @@ the change, and every migration on it follows as it follows any change of share.
 down: the streams crossing it stop. The guest keeps running and dirtying, QEMU's thread is blocked in
 its socket write and checks nothing; the migration waits for the link to come back. As in libvirt
 (qemu.conf keepalive_interval 5 s x (keepalive_count 5 + 1) = 30 s), a peer-to-peer migration whose
-link carries nothing for `KEEPALIVE_S` loses its connection to the destination daemon
+link carries nothing for `KEEPALIVE_S` (since the link went down, or since the migration began if
+later) loses its connection to the destination daemon
 (qemu_migration.c: "Lost connection to destination host") and fails, `connection-lost`: in pre-copy the
-guest stays on the source, never paused; in the stop-and-copy it resumes there (libvirt restores the
+guest stays on the source, never paused (unless the timeout's action had paused it: then until
+the failure); in the stop-and-copy it resumes there (libvirt restores the
 source's state as Perform fails), paused from its stop until then; in post-copy it is left running on
 the destination with pages on the source (QEMU's postcopy-paused, which only a recovery can end: the
 model stops there). The model keeps the control connection on the same path as the stream, and lets
@@ -121,6 +124,8 @@ class Network:
         self.last_s = env.now
         # link changes still to come: while one is, a stall may end, so none is declared stuck
         self.changes_left = 0
+        # when each link that is down went down
+        self.down_since: dict[int, float] = {}
 
     def open(self, cap_bytes_s: float, path: tuple[tuple[str, str], ...], owner: str) -> Flow:
         flow = Flow(cap_bytes_s, tuple(self.index[key] for key in path), owner, self.opened)
@@ -160,11 +165,22 @@ class Network:
         crossed = {self.index[link, OUT], self.index[link, IN]}
         for j in crossed:
             self.capacities_bytes_s[j] = capacity_bytes_s
+            if capacity_bytes_s > 0:
+                self.down_since.pop(j, None)
+            else:
+                self.down_since.setdefault(j, self.env.now)
         self.changes_left -= 1
         affected = [flow for flow in self.flows if not crossed.isdisjoint(flow.links)]
         self._reallocate(crossed)
         self._check_deadlock()
         return affected
+
+    def keepalive_expiry(self, flow: Flow, began_s: float) -> simpy.Event:
+        """Fires when libvirt's keepalive gives up on a flow's path: `KEEPALIVE_S` after it went
+        down, or after its migration began if that was later (its connection has heard nothing
+        since; the model lets a migration begin over a down link)."""
+        down_s = min((self.down_since[j] for j in flow.links if j in self.down_since), default=self.env.now)
+        return self.env.timeout(max(0.0, max(down_s, began_s) + KEEPALIVE_S - self.env.now))
 
     def _check_deadlock(self) -> None:
         if self.stalled and len(self.stalled) == len(self.flows) and not self.changes_left:
@@ -279,6 +295,8 @@ class FleetMigrationRun(MigrationRun):
         self.mark(Phase.PERFORM, "end")
         if "destination_start_s" in v:
             return  # post-copy: QEMU's postcopy-paused on the destination, until a recovery
+        if "source_stop_s" not in v and m.forced == "pause":
+            v["source_stop_s"] = self.s.migration.timeout_s  # paused by the timeout's action, then
         if "source_stop_s" in v:
             v["source_resume_s"] = self.now()
             self.log("source", "resume", "migration failed, guest stays on the source")
@@ -320,8 +338,10 @@ class FleetMigrationRun(MigrationRun):
     def _wait_for_link(self, duration_s: float) -> simpy.Event:
         """A live step on a down link: until it comes back, the keepalive gives up, or the
         migration's timeout (this step's end, when it is the step to the timeout)."""
-        deadline = self.t0 + self.s.migration.timeout_s if self.s.migration.timeout_s > 0 else math.inf
-        lost = self.wait(KEEPALIVE_S)
+        # the timeout once: after its action (pause, post-copy) the engine no longer watches it
+        timeout_s = self.s.migration.timeout_s
+        deadline = self.t0 + timeout_s if timeout_s > 0 and not self.m.forced else math.inf
+        lost = self.net.keepalive_expiry(self.live, self.t0)
         to_deadline = self.wait(deadline - self.env.now) if deadline < math.inf else None
         changed = self.net.rate_changed(self.live)
         # the engine's step to the timeout ends at the deadline (up to rounding)
@@ -378,7 +398,7 @@ class FleetMigrationRun(MigrationRun):
             rate, start = flow.rate_bytes_s, self.env.now
             if rate == 0:
                 changed = self.net.rate_changed(flow)
-                yield self.wait(KEEPALIVE_S) | changed
+                yield self.net.keepalive_expiry(flow, self.t0) | changed
                 if not changed.triggered:
                     self.net.close(flow)
                     self._flow_bytes += flow.bytes_sent

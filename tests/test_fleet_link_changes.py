@@ -122,3 +122,16 @@ def test_the_uplink_example_fails_exactly_the_streams_down_past_the_keepalive(tm
     assert failed == set(down["vms"])
     assert (records.loc[records["vm"].isin(failed), "failure"] == "connection-lost").all()
     assert (records.loc[records["vm"].isin(back["vms"]), "failure"] == "").all()
+
+
+def test_the_keepalive_counts_from_when_the_link_went_down_and_a_timeout_pause_ends_with_it():
+    # Down at 5 s for good; the migration's 10 s timeout pauses the guest meanwhile (virsh
+    # --timeout-suspend). The connection has heard nothing since 5 s: lost at 5 + 30 = 35 s, when
+    # libvirt resumes the guest on its source: paused from 10 s to 35 s.
+    profile = {"vm": {"memory_mib": 1024, "dirty": {"rate_mib_s": 500}},
+               "migration": {"timeout_s": 10, "timeout_action": "pause"}}
+    (r,) = simulate_fleet(two_host_fleet(profile, count=1,
+                                         src_changes=[{"at_s": 5, "bandwidth_mbit_s": 0}])).records
+    assert (r["failure"], r["forced"]) == ("connection-lost", "pause")
+    assert r["perform_end_s"] == pytest.approx(5 + KEEPALIVE_S, rel=1e-9)
+    assert r["pause_window_ms"] == pytest.approx((5 + KEEPALIVE_S - 10) * 1000, rel=1e-9)
