@@ -3,8 +3,11 @@
 The headline, `--scenario hall` (the default): a data hall of 20 racks with 10 hosts each. Racks r01-r10
 are drained onto racks r11-r20, 10,000 VMs, 100 per source host. Hosts have 25 GbE NICs behind one
 100 GbE uplink per rack; four switches (one per five racks) associate every 802.1Qbh port and serve
-other tenants (20 requests/s each). At most 2 migrations leave a host at once. Midway, r03's uplink
-fails: down at 600 s, back at 900 s; the migrations on it then lose their connection.
+other tenants (20 requests/s each). At most 2 migrations leave a host at once and 40 run in all (what
+fills the ten source uplinks). Both sides' hosts are dealt in the same order, so each source host
+drains into one destination host and each source rack into one destination rack: ten separate parts
+of the network, which the engine's max-min recomputes apart. Midway, r03's uplink fails: down at
+600 s, back at 900 s; the migrations on it for longer than libvirt's keepalive lose their connection.
 `--scenario racks`: the 1,000-VM evacuation of two racks onto one (`--vms` for other sizes).
 Both mix 60 % web VMs, 30 % app VMs and 10 % databases whose hot set converges only with a large
 share of the link (they stall while the uplinks are busy; a 15-minute timeout forces them over).
