@@ -100,7 +100,8 @@ def blamed(exc: ScenarioError, source: str, overrides: list[str] | None) -> Scen
     """`exc` blaming `source` (the file), unless its field came from a `--set`: then the file is
     innocent and the error names the field the user typed, as it would without a file."""
     keys = [override_key(item) for item in overrides or []]
-    if exc.source or any(exc.field == key or exc.field.startswith(f"{key}.") for key in keys):
+    # a field inside the override's value: key.sub or, in a list, key[i]
+    if exc.source or any(exc.field == key or exc.field.startswith((f"{key}.", f"{key}[")) for key in keys):
         return exc
     return ScenarioError(exc.field, exc.value, exc.allowed, source)
 

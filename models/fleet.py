@@ -5,6 +5,8 @@ switch that associates its ports), its switches, its VM profiles (each a single-
 `link` and `switch`, which the fleet supplies), the VMs (listed one by one or drawn from a profile with
 a count) and the plan (how many migrations run at once, in which order).
 
+A link may change its bandwidth at set times (`changes`: an uplink failing midway).
+
 A migration crosses its source host's links outbound and its destination host's links inbound. Links
 are full duplex, and traffic turns at the lowest link the two hosts share, so links on both paths
 (the rack uplink of two hosts in the same rack) are not crossed at all.
@@ -16,7 +18,7 @@ e.g. `hosts.src-1.links`, `vms[2].destination` or `profiles.web-4g.vm.memory_mib
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,14 @@ OUT, IN = "out", "in"
 
 
 @dataclass(frozen=True)
+class LinkChange:
+    # seconds after the evacuation starts (its first migration, after the switches' warm-up)
+    at_s: float = spec(0.0, lo=0.0, most=lim.LINK_CHANGE_AT_S)
+    # the link's line rate from then on; 0 = down (sim/fleet.py: what that does to the migrations on it)
+    bandwidth_mbit_s: float = spec(0.0, lo=0.0, least=lim.LINK_MIN_MBIT_S, most=lim.LINK_MBIT_S, off=0.0)
+
+
+@dataclass(frozen=True)
 class FleetLinkSpec:
     # a host NIC or a shared uplink; 10 GbE as in the single-VM default
     bandwidth_mbit_s: float = spec(10000.0, lo=0.0, lo_open=True, least=lim.LINK_MIN_MBIT_S,
@@ -41,10 +51,16 @@ class FleetLinkSpec:
     efficiency: float = spec(1.0, lo=0.0, hi=1.0, lo_open=True, least=lim.EFFICIENCY)
     # this hop's share of a path's round trip: two NICs make the single-VM default of 0.2 ms
     rtt_ms: float = spec(0.1, lo=0.0, most=lim.RTT_MS)
+    # changes of bandwidth in time, in time order: `changes = [{ at_s = 600, bandwidth_mbit_s = 0 }]`
+    changes: tuple[LinkChange, ...] = ()
 
     @property
     def capacity_bytes_s(self) -> float:
-        return mbit_s_to_bytes_s(self.bandwidth_mbit_s) * self.efficiency
+        return self.capacity_at_bytes_s(self.bandwidth_mbit_s)
+
+    def capacity_at_bytes_s(self, bandwidth_mbit_s: float) -> float:
+        """What migration streams may use of the link at a line rate of `bandwidth_mbit_s`."""
+        return mbit_s_to_bytes_s(bandwidth_mbit_s) * self.efficiency
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,41 @@ def _name_list(value: Any, path: str, known: dict[str, Any], what: str) -> tuple
 def _named_sections(data: dict[str, Any], key: str, cls: type) -> dict[str, Any]:
     tables = _table(data.get(key, {}), key)
     return {name: section_from_dict(cls, body, f"{key}.{name}") for name, body in tables.items()}
+
+
+_CHANGE_KEYS = ("at_s", "bandwidth_mbit_s")
+
+
+def _links(data: dict[str, Any]) -> dict[str, FleetLinkSpec]:
+    """The links, each with its changes of bandwidth (a list of tables, which `section_from_dict`
+    does not read) checked one by one."""
+    links = {}
+    for name, body in _table(data.get("links", {}), "links").items():
+        where = f"links.{name}"
+        body = dict(_table(body, where))
+        changes = _changes(body.pop("changes", []), f"{where}.changes")
+        links[name] = replace(section_from_dict(FleetLinkSpec, body, where), changes=changes)
+    return links
+
+
+def _changes(entries: Any, where: str) -> tuple[LinkChange, ...]:
+    if not isinstance(entries, list):
+        raise ScenarioError(where, entries, "expected a list of { at_s, bandwidth_mbit_s } tables")
+    changes: list[LinkChange] = []
+    for i, body in enumerate(entries):
+        at = f"{where}[{i}]"
+        _check_keys(_table(body, at), _CHANGE_KEYS, at)
+        for key in _CHANGE_KEYS:
+            if key not in body:
+                raise ScenarioError(f"{at}.{key}", None, "required: " + {
+                    "at_s": "seconds after the evacuation starts",
+                    "bandwidth_mbit_s": "the line rate from then on (0 = down)"}[key])
+        change = section_from_dict(LinkChange, body, at)
+        if changes and change.at_s <= changes[-1].at_s:
+            raise ScenarioError(f"{at}.at_s", change.at_s, "changes in time order: later than "
+                                                           f"{where}[{i - 1}].at_s = {changes[-1].at_s:g}")
+        changes.append(change)
+    return tuple(changes)
 
 
 def _hosts(data: dict[str, Any], links: dict[str, FleetLinkSpec],
@@ -263,7 +314,7 @@ def fleet_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: 
         # the name is the results folder's
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             raise ScenarioError("name", name, "expected letters, digits, '.', '_' or '-', no spaces")
-        parts: dict[str, Any] = {"links": _named_sections(data, "links", FleetLinkSpec),
+        parts: dict[str, Any] = {"links": _links(data),
                                  "switches": _named_sections(data, "switches", SwitchSpec)}
         parts["hosts"] = _hosts(data, parts["links"], parts["switches"])
         parts["profiles"] = _profiles(data, base_dir)

@@ -44,6 +44,9 @@ EFFICIENCY = Limit(0.01, "1% of the line rate; less is a stopped stream")
 # 10 s: 16 times a geostationary satellite's round trip (~0.6 s), the slowest path a TCP
 # migration stream crosses; libvirt's keepalive (5 x 5 s) drops a connection slower than that
 RTT_MS = Limit(10_000, "10 s, 16 times a geostationary satellite round trip")
+# a year: a link change later than that falls after any evacuation's end (the largest, 10^4 VMs,
+# takes hours)
+LINK_CHANGE_AT_S = Limit(365 * 86400, "a year, later than any evacuation ends")
 # 2 GiB: a socket's send buffer is an int of bytes (net.core.wmem_max <= INT_MAX)
 SOCKET_BACKLOG_MIB = Limit(2048, "2 GiB, the largest send buffer Linux gives a socket")
 # QEMU migration/options.c MAX_MIGRATE_DOWNTIME_SECONDS: 2000 s

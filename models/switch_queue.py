@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -58,10 +57,10 @@ def sample_service_s(spec: SwitchSpec, rng: np.random.Generator | None) -> float
     return float(rng.lognormal(math.log(mean) - sigma2 / 2, math.sqrt(sigma2)))
 
 
-@dataclass(frozen=True)
-class Service(Generic[Job]):
+class Service(NamedTuple, Generic[Job]):
     """One request on a server: the caller's job (None: another tenant's), when it arrived, when its
-    service started and how long it lasts."""
+    service started and how long it lasts. A named tuple: a busy switch makes millions of them, and
+    a tuple is made several times faster than a frozen dataclass."""
 
     job: Job | None
     arrival_s: float

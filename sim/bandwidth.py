@@ -25,23 +25,44 @@ def max_min_rates(caps_bytes_s: Sequence[float], paths: Sequence[Sequence[int]],
     `capacities_bytes_s[j]`. A flow that crosses no link gets its cap."""
     rates = [0.0] * len(caps_bytes_s)
     active = set(range(len(caps_bytes_s)))
-    frozen_load = [0.0] * len(capacities_bytes_s)
-    crossing: list[set[int]] = [set() for _ in capacities_bytes_s]
+    # only a finite cap can freeze a flow before its links fill
+    capped = {i for i in active if caps_bytes_s[i] < math.inf}
+    crossing: dict[int, set[int]] = {}
     for i, path in enumerate(paths):
         for j in path:
-            crossing[j].add(i)
+            crossing.setdefault(j, set()).add(i)
+    frozen_load = dict.fromkeys(crossing, 0.0)
+    # each link's share of what is left; only the links a freeze touched change
+    shares = {j: (capacities_bytes_s[j] - 0.0) / len(flows) for j, flows in crossing.items()}
     while active:
-        shares = {j: (capacities_bytes_s[j] - frozen_load[j]) / len(flows)
-                  for j, flows in enumerate(crossing) if flows}
-        level = min(min(shares.values(), default=math.inf), min(caps_bytes_s[i] for i in active))
-        done = {i for i in active if caps_bytes_s[i] <= level}
-        for j, share in shares.items():
-            if share <= level * (1.0 + _SAME_LEVEL):
-                done |= crossing[j]
+        level = min(min(shares.values(), default=math.inf),
+                    min((caps_bytes_s[i] for i in capped), default=math.inf))
+        # nothing left to bound them: flows on no link (or only on emptied ones) get their caps
+        done = set(active) if level == math.inf else {i for i in capped if caps_bytes_s[i] <= level}
+        bound = level * (1.0 + _SAME_LEVEL)
+        for j in [j for j, share in shares.items() if share <= bound]:
+            done |= crossing[j]
+        # every flow frozen now gets `level` (a cap that binds equals it), so a link's load grows by
+        # `level` once per flow of it frozen, added one by one as flow by flow would
         for i in done:
-            rates[i] = min(level, caps_bytes_s[i])
-            for j in paths[i]:
-                frozen_load[j] += rates[i]
-                crossing[j].discard(i)
+            rates[i] = level
         active -= done
+        if not active:
+            break  # the last level (often the only one): what is left on the links is not needed
+        capped -= done
+        touched: set[int] = set()
+        for i in done:
+            touched.update(paths[i])
+        for j in touched:
+            flows = crossing[j]
+            before = len(flows)
+            flows -= done
+            load = frozen_load[j]
+            for _ in range(before - len(flows)):
+                load += level
+            frozen_load[j] = load
+            if flows:
+                shares[j] = (capacities_bytes_s[j] - load) / len(flows)
+            else:
+                del shares[j]
     return rates

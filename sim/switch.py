@@ -52,7 +52,12 @@ class Switch:
         self.served: list[Service[Request]] = []
         self.peak_queue = 0
         if spec.background_load_per_s > 0:
-            env.process(self._background())
+            # other tenants' arrivals are a chain of callbacks, not a process: the same events in
+            # the same order (each arrival draws the next gap, then arrives), without a generator
+            # to resume for each of the hundreds of thousands of them
+            start = env.event()
+            start.callbacks.append(self._first_background)
+            start.succeed()
 
     @property
     def mean_service_s(self) -> float:
@@ -65,12 +70,13 @@ class Switch:
             return 0.0
         return min(60.0, max(5.0, 200.0 / rate, 20.0 * self.mean_service_s))
 
-    def _background(self):
-        gap_s = self.queue.background_gap_s()
-        while True:
-            yield self.env.timeout(gap_s)
-            gap_s = self.queue.background_gap_s()  # before this arrival's service time: see the queue
-            self._arrive(None)
+    def _first_background(self, _: simpy.Event) -> None:
+        self.env.timeout(self.queue.background_gap_s()).callbacks.append(self._background)
+
+    def _background(self, _: simpy.Event) -> None:
+        gap_s = self.queue.background_gap_s()  # before this arrival's service time: see the queue
+        self._arrive(None)
+        self.env.timeout(gap_s).callbacks.append(self._background)
 
     def _arrive(self, request: Request | None) -> None:
         started = self.queue.arrive(request, self.env.now)

@@ -15,10 +15,12 @@ WIRE_256_MIB_B = 65536 * 4104
 SRC_NIC_B_S = 125e6
 
 
-def two_host_fleet(profile, count=2, plan=None, switch=None, src_mbit_s=1000):
-    """`count` VMs of one profile from host src to host dst; no RTT, so transfers are the only time."""
+def two_host_fleet(profile, count=2, plan=None, switch=None, src_mbit_s=1000, src_changes=None):
+    """`count` VMs of one profile from host src to host dst; no RTT, so transfers are the only time.
+    `src_changes`: the source NIC's changes of bandwidth."""
     data = {
-        "links": {"src-nic": {"bandwidth_mbit_s": src_mbit_s, "rtt_ms": 0},
+        "links": {"src-nic": {"bandwidth_mbit_s": src_mbit_s, "rtt_ms": 0,
+                              **({"changes": src_changes} if src_changes is not None else {})},
                   "dst-nic": {"bandwidth_mbit_s": 10000, "rtt_ms": 0}},
         "hosts": {"src": {"links": ["src-nic"], "switch": "tor"},
                   "dst": {"links": ["dst-nic"], "switch": "tor"}},

@@ -76,6 +76,14 @@ def test_launch_orders_are_stable_sorts():
         2, 3, 4, 5, 0, 1]
 
 
+def test_link_changes_are_read_in_time_order_and_down_is_allowed():
+    f = fleet(links={**BASE["links"], "rack-up": {"bandwidth_mbit_s": 40000, "changes": [
+        {"at_s": 0, "bandwidth_mbit_s": 0}, {"at_s": 90.5, "bandwidth_mbit_s": 20000}]}})
+    assert [(c.at_s, c.bandwidth_mbit_s) for c in f.links["rack-up"].changes] == [(0.0, 0.0), (90.5, 20000.0)]
+    # the path's bottleneck, and so each VM's single-VM scenario, is the link's initial rate
+    assert f.vms[1].scenario.link.bandwidth_mbit_s == 10000
+
+
 def test_the_example_loads():
     f = load_fleet(EXAMPLE)
     assert f.name == "rack-a-drain"
@@ -111,6 +119,30 @@ BAD = [
     ("duplicate vm name", lambda d: d["vms"][2].update(name="web-1"), "vms[2].name"),
     ("unknown vm key", lambda d: d["vms"][0].update(host="a"), "vms[0].host"),
     ("ports but the host has no switch", lambda d: d["hosts"]["c"].pop("switch"), "hosts.c.switch"),
+    ("link changes not a list", lambda d: d["links"]["rack-up"].update(changes={"at_s": 1}),
+     "links.rack-up.changes"),
+    ("link change not a table", lambda d: d["links"]["rack-up"].update(changes=[5]),
+     "links.rack-up.changes[0]"),
+    ("link change with an unknown key", lambda d: d["links"]["rack-up"].update(
+        changes=[{"at_s": 1, "bandwidth_mbit_s": 0, "efficiency": 0.5}]),
+     "links.rack-up.changes[0].efficiency"),
+    ("link change without a time", lambda d: d["links"]["rack-up"].update(changes=[{"bandwidth_mbit_s": 0}]),
+     "links.rack-up.changes[0].at_s"),
+    ("link change without a bandwidth", lambda d: d["links"]["rack-up"].update(changes=[{"at_s": 5}]),
+     "links.rack-up.changes[0].bandwidth_mbit_s"),
+    ("link change before the start", lambda d: d["links"]["rack-up"].update(
+        changes=[{"at_s": -1, "bandwidth_mbit_s": 0}]), "links.rack-up.changes[0].at_s"),
+    ("link change after a year", lambda d: d["links"]["rack-up"].update(
+        changes=[{"at_s": 4e7, "bandwidth_mbit_s": 0}]), "links.rack-up.changes[0].at_s"),
+    ("link changes out of order", lambda d: d["links"]["rack-up"].update(
+        changes=[{"at_s": 60, "bandwidth_mbit_s": 0}, {"at_s": 60, "bandwidth_mbit_s": 1000}]),
+     "links.rack-up.changes[1].at_s"),
+    ("link change to a crawl, not down", lambda d: d["links"]["rack-up"].update(
+        changes=[{"at_s": 1, "bandwidth_mbit_s": 1e-6}]), "links.rack-up.changes[0].bandwidth_mbit_s"),
+    ("link change past the fastest Ethernet", lambda d: d["links"]["rack-up"].update(
+        changes=[{"at_s": 1, "bandwidth_mbit_s": 2e6}]), "links.rack-up.changes[0].bandwidth_mbit_s"),
+    ("link change to a negative bandwidth", lambda d: d["links"]["rack-up"].update(
+        changes=[{"at_s": 1, "bandwidth_mbit_s": -5}]), "links.rack-up.changes[0].bandwidth_mbit_s"),
 ]
 
 

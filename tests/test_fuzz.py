@@ -252,11 +252,21 @@ FLEET_SETS = st.sampled_from([
     "profiles.p.vm.memory_mib=nan", "=", "plan", "profiles.q.vm.memory_mib=1"])
 
 
+# a link's changes of bandwidth: mostly valid (down, back, slower, faster, at times within a run of
+# seconds), sometimes out of range
+LINK_CHANGES = st.lists(st.fixed_dictionaries({
+    "at_s": st.one_of(st.floats(0.0, 30.0), st.sampled_from([-1.0, 1e308, math.nan, 0.0])),
+    "bandwidth_mbit_s": st.one_of(st.just(0.0), st.floats(0.001, 1e5),
+                                  st.sampled_from([1e-300, -5.0, 1e308, math.nan]))}), max_size=4)
+
+
 @settings(FUZZ, max_examples=150)
 @given(data=st.data())
 def test_evacuate_never_breaks(data):
     spoil = data.draw(spoils("value", "value", "key", "count", "seed", "set"))
     fleet = tables(data, FLEET_FIELDS, FLEET, most=4)
+    if data.draw(st.booleans()):
+        fleet["links"]["n1"]["changes"] = data.draw(LINK_CHANGES)
     fleet["vms"][0]["count"] = data.draw(BAD_COUNTS if spoil == "count" else st.integers(1, 3))
     if data.draw(st.booleans()):
         put(fleet, "profiles.p.port_profile.type", data.draw(st.sampled_from(["802.1Qbg", "802.1Qbh"])))

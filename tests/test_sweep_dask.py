@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -82,3 +83,21 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
                  "--no-plots", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--scheduler" in err
+
+
+def test_a_fleet_sweep_with_a_failing_uplink_on_dask_gives_the_local_table(cluster, tmp_path):
+    # each run is one evacuation (examples/evacuation-uplink-down.toml: an uplink down for a minute),
+    # one chunk, one task on a worker; the rows (one per VM) come back and only this process writes
+    example = Path(__file__).resolve().parents[1] / "examples" / "evacuation-uplink-down.toml"
+    sweep = tmp_path / "fleet-sweep.toml"
+    sweep.write_text(f'name = "uplink-plans"\nfleet = "{example}"\nseed = 2\n'
+                     '[[axes]]\nfield = "plan.max_per_source_host"\nvalues = [1, 2]\n'
+                     '[[axes]]\nfield = "links.rack-a-up.bandwidth_mbit_s"\nvalues = [20000, 40000]\n')
+    for where, mode in (("dask", ["--scheduler", cluster]), ("local", ["--workers", "1"])):
+        assert main(["sweep", str(sweep), *mode, "--results", str(tmp_path / where), "--no-plots",
+                     "--quiet"]) == 0
+    on_dask = load_results(tmp_path / "dask" / "uplink-plans")
+    local = load_results(tmp_path / "local" / "uplink-plans")
+    assert len(on_dask) == 4 * 48
+    assert (on_dask["failure"] == "connection-lost").any()
+    pd.testing.assert_frame_equal(on_dask, local)

@@ -65,6 +65,10 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{name}: peak queue {s['switch_peak_queue'][name]}, mean wait {wait:.1f} ms"
         for name, wait in s["switch_mean_wait_ms"].items()) if s["switch_mean_wait_ms"] else
         "  switches         none")
+    for change in s.get("link_changes", []):
+        state = "down" if change["bandwidth_mbit_s"] == 0 else f"{change['bandwidth_mbit_s']:g} Mbit/s"
+        out.append(f"  link change      {change['link']} {state} at {change['at_s']:g} s: "
+                   f"{change['vms_crossing']} migration streams on it")
     out.append("  bytes per link")
     out += [f"    {link:<20} {bytes_to_mib(n_bytes) / 1024:10.1f} GiB" for link, n_bytes in
             s["bytes_per_link"].items()]

@@ -107,6 +107,10 @@ def _evacuation(root: Path, manifest: dict[str, Any]) -> Page:
         tables.append(("Switches", pd.DataFrame(
             [{"switch": name, "peak queue": s["switch_peak_queue"][name], "mean wait ms": wait}
              for name, wait in s["switch_mean_wait_ms"].items()])))
+    if s.get("link_changes"):
+        tables.append(("Link changes (the migrations streaming over the link when it changed)", pd.DataFrame(
+            [{"link": c["link"], "at s": c["at_s"], "Mbit/s": c["bandwidth_mbit_s"],
+              "streams": c["vms_crossing"]} for c in s["link_changes"]])))
     tables.append(("Bytes per link", pd.DataFrame(
         [{"link": link, "GiB": n / 2**30} for link, n in (s.get("bytes_per_link") or {}).items()])))
     return Page(f"Evacuation {s['fleet']}", f"an evacuation of {s['vms']:,} VMs", facts, figures, tables,
