@@ -127,6 +127,13 @@ def _code(value: Any) -> int:
 
 
 def _term(path: str, value: Any) -> int:
+    # the type is part of the key: 1, 1.0 and True are equal keys of a dict but not the same code
+    return _cached_term(path, value.__class__, value)
+
+
+# a fleet's VMs share their profiles' values: a term is computed once for each
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_term(path: str, _kind: type, value: Any) -> int:
     return _mix(_key(path) ^ _code(value))
 
 
