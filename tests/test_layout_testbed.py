@@ -52,9 +52,11 @@ timeout_s = 60
 SMALL, LARGE = (256, 0.5), (1024, 0.875)
 # the tolerances, each from the runs' spread on this testbed: the iteration count of a written-low
 # guest is settled (the first sync meets an empty bitmap); a spread one's depends on where the checks
-# fall against the pass's end, one either way
-PAUSE_TOLERANCE = 0.20
-PAUSE_TOLERANCE_MS = 10.0
+# fall against the pass's end, one either way. The final copy is the layout's part of the pause (what
+# is left at the stop); the rest of the pause is fixed costs from the session's three-run calibration,
+# which moved the predicted pause by up to 25 ms between sessions on this shared 2-core machine.
+FINAL_COPY_TOLERANCE, FINAL_COPY_TOLERANCE_MS = 0.15, 10.0
+PAUSE_TOLERANCE, PAUSE_TOLERANCE_MS = 0.25, 30.0
 BYTES_TOLERANCE = 0.03
 
 
@@ -102,8 +104,10 @@ def _figures(r) -> str:
 def _close(real, predicted) -> None:
     assert real.converged and predicted.converged
     assert abs(real.bytes_sent - predicted.bytes_sent) <= BYTES_TOLERANCE * real.bytes_sent
-    allowed = max(PAUSE_TOLERANCE * real.pause_window_ms, PAUSE_TOLERANCE_MS)
-    assert abs(real.pause_window_ms - predicted.pause_window_ms) <= allowed
+    for column, share, floor_ms in (("final_copy_ms", FINAL_COPY_TOLERANCE, FINAL_COPY_TOLERANCE_MS),
+                                    ("pause_window_ms", PAUSE_TOLERANCE, PAUSE_TOLERANCE_MS)):
+        measured = getattr(real, column)
+        assert abs(measured - getattr(predicted, column)) <= max(share * measured, floor_ms), column
 
 
 def test_a_spread_guest_is_predicted_by_the_spread_layout(runs):
