@@ -157,7 +157,9 @@ def walk_wire_bytes(state: PrecopyState, pages: float) -> float:
 def send(state: PrecopyState, duration_s: float, rate_bytes_s: float) -> None:
     """Sends for `duration_s` at `rate_bytes_s` in the walk's order (QEMU walks the bitmap in address
     order): spread, zero and data pages in proportion; written-low, the data still ahead of the walk,
-    then the zero pages, then the data behind it."""
+    then the zero pages, then the data behind it. (Spread is the model as it was before layouts: after
+    a sync QEMU's walk sends the first pass's tail before the pages dirtied behind it, which spread
+    mixes in proportion; README, "Where the zero pages lie".)"""
     pending_wire = state.wire_bytes_pending
     # a step that ends before it starts (a timeout already past) sends nothing
     wire = ew.maximum(0.0, ew.minimum(duration_s * rate_bytes_s, pending_wire))
