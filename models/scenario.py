@@ -46,6 +46,12 @@ class VmSpec:
     page_size_bytes: int = spec(4096, lo=512, hi=1 << 30)
     # pages the guest never writes during the move: QEMU sends each as a header only
     zero_page_fraction: float = spec(0.0, lo=0.0, hi=1.0, hi_open=True)
+    # where those zero pages lie in the address space, which QEMU walks in order (models/switchover.py).
+    # spread: among the written pages, so every stretch of the walk sends both in proportion.
+    # written-low: the written pages together at the bottom, the never-written ones above (a guest's
+    # untouched high memory, as Linux leaves it until it is needed): the first pass sends all the data,
+    # then the zero pages in one burst
+    zero_page_layout: str = spec("spread", choices=("spread", "written-low"))
     # non-iterable device state sent in the stop-and-copy (virtio, CPU); QEMU sends it last
     device_state_mib: float = spec(0.0, lo=0.0, most=lim.DEVICE_STATE_MIB)
     # libvirt <vcpu> default

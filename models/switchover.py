@@ -12,6 +12,11 @@ re-implements them. QEMU's rule (migration/migration.c `migration_iteration_run`
   still pending is counted once.
 * If the exact pending is then below the threshold, it stops the guest and sends the rest without the
   bandwidth cap; otherwise it keeps sending.
+* The pages go in address order (ram_find_and_save_block walks the bitmap from where it stopped, and
+  wraps): where the zero pages lie decides when the estimate, which counts them as full pages, falls
+  under the threshold (the scenario's `vm.zero_page_layout`). Written-low: the first pass sends all the
+  data, then the zero pages in one burst; pages dirtied meanwhile lie behind the walk (every page
+  ahead of it is still pending from the setup sync), so they go after that burst, once the walk wraps.
 
 The pass-end rule syncs only when the bitmap is empty, which is what the closed form solves.
 
@@ -66,6 +71,10 @@ class PrecopyState:
     bytes_sent: float = 0.0
     best_gap_bytes: float = math.inf
     syncs_without_progress: int = 0
+    # the written-low layout (vm.zero_page_layout): the walk meets the pending zero pages after
+    # `ahead_data_pages` of the pending data pages (those of the first pass it has not reached yet)
+    written_low: bool = False
+    ahead_data_pages: float = 0.0
 
     @property
     def bitmap_pages(self) -> float:
@@ -90,10 +99,14 @@ class PrecopyState:
         return self.bitmap_pages * self.wire_bytes_per_page
 
 
-def start_precopy(page_size_bytes: int, written_pages: float, zero_pages: float) -> PrecopyState:
-    """The setup sync: every page of guest RAM is pending (QEMU counts it as iteration 1)."""
+def start_precopy(page_size_bytes: int, written_pages: float, zero_pages: float,
+                  layout: str = "spread") -> PrecopyState:
+    """The setup sync: every page of guest RAM is pending (QEMU counts it as iteration 1). `layout`:
+    the scenario's `vm.zero_page_layout` (one string for all the migrations, or an array of them)."""
+    written_low = layout == "written-low"
     return PrecopyState(page_size_bytes=page_size_bytes, universe_pages=written_pages,
-                        bitmap_data_pages=written_pages, bitmap_zero_pages=zero_pages, syncs=1)
+                        bitmap_data_pages=written_pages, bitmap_zero_pages=zero_pages, syncs=1,
+                        written_low=written_low, ahead_data_pages=ew.where(written_low, written_pages, 0.0))
 
 
 def threshold_bytes(rate_bytes_s: float, max_downtime_s: float) -> float:
@@ -124,21 +137,48 @@ def time_to_next_sync(state: PrecopyState, rule: str, rate_bytes_s: float, thres
     pages_per_check = rate_bytes_s * interval_s / per_page
     threshold_pages = threshold_b / state.page_size_bytes
     over = pages - threshold_pages
-    checks = ew.where(over < 0, 0, ew.floor(over / pages_per_check) + 1)
+    spread = ew.where(over < 0, 0, ew.floor(over / pages_per_check) + 1)
+    # written-low: the check after the wire bytes of the first `over` pages in the walk's order
+    walked = walk_wire_bytes(state, ew.maximum(over, 0.0))
+    written_low = ew.where(over < 0, 0, ew.floor(walked / (rate_bytes_s * interval_s)) + 1)
+    checks = ew.where(state.written_low, written_low, spread)
     return ew.minimum(checks * interval_s, drain_s)
 
 
+def walk_wire_bytes(state: PrecopyState, pages: float) -> float:
+    """With the written-low layout: the wire bytes of the first `pages` pending pages in the walk's
+    order (the first pass's data still ahead, the zero pages, then the data dirtied behind it)."""
+    data_page = state.page_size_bytes + PAGE_HEADER_BYTES
+    ahead = ew.minimum(pages, state.ahead_data_pages)
+    zero = ew.minimum(pages - ahead, state.bitmap_zero_pages)
+    return (ahead + (pages - ahead - zero)) * data_page + zero * ZERO_PAGE_WIRE_BYTES
+
+
 def send(state: PrecopyState, duration_s: float, rate_bytes_s: float) -> None:
-    """Sends for `duration_s` at `rate_bytes_s`, zero and data pages in proportion (QEMU walks the
-    bitmap in address order, and zero pages are spread through it)."""
+    """Sends for `duration_s` at `rate_bytes_s` in the walk's order (QEMU walks the bitmap in address
+    order): spread, zero and data pages in proportion; written-low, the data still ahead of the walk,
+    then the zero pages, then the data behind it. (Spread is the model as it was before layouts: after
+    a sync QEMU's walk sends the first pass's tail before the pages dirtied behind it, which spread
+    mixes in proportion; README, "Where the zero pages lie".)"""
     pending_wire = state.wire_bytes_pending
     # a step that ends before it starts (a timeout already past) sends nothing
     wire = ew.maximum(0.0, ew.minimum(duration_s * rate_bytes_s, pending_wire))
-    # when nothing moves the fraction sent is 0, whatever the divisor
+    # spread: when nothing moves the fraction sent is 0, whatever the divisor
     sent_fraction = wire / ew.where(wire > 0, pending_wire, 1.0)
+    spread_data = state.bitmap_data_pages - state.bitmap_data_pages * sent_fraction
+    spread_zero = state.bitmap_zero_pages - state.bitmap_zero_pages * sent_fraction
+    # written-low: each part in turn takes what the wire bytes left by the one before pay for
+    data_page = state.page_size_bytes + PAGE_HEADER_BYTES
+    ahead = ew.minimum(wire / data_page, state.ahead_data_pages)
+    left = ew.maximum(0.0, wire - ahead * data_page)
+    zero = ew.minimum(left / ZERO_PAGE_WIRE_BYTES, state.bitmap_zero_pages)
+    left = ew.maximum(0.0, left - zero * ZERO_PAGE_WIRE_BYTES)
+    behind = ew.minimum(left / data_page, ew.maximum(0.0, state.bitmap_data_pages - state.ahead_data_pages))
+    low = state.written_low
     # new values, never in-place updates: a state's arrays may be the caller's
-    state.bitmap_data_pages = state.bitmap_data_pages - state.bitmap_data_pages * sent_fraction
-    state.bitmap_zero_pages = state.bitmap_zero_pages - state.bitmap_zero_pages * sent_fraction
+    state.bitmap_data_pages = ew.where(low, state.bitmap_data_pages - ahead - behind, spread_data)
+    state.bitmap_zero_pages = ew.where(low, state.bitmap_zero_pages - zero, spread_zero)
+    state.ahead_data_pages = ew.where(low, state.ahead_data_pages - ahead, state.ahead_data_pages)
     state.bytes_sent = state.bytes_sent + wire
     state.t_s = state.t_s + duration_s
 

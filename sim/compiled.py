@@ -117,7 +117,8 @@ def _jitable(function: Callable, inline: str = "never") -> Callable:
     return function
 
 
-for _function in (rule.time_to_next_sync, rule.send, rule.sync, rule.below_threshold, rule.stalled):
+for _function in (rule.time_to_next_sync, rule.walk_wire_bytes, rule.send, rule.sync,
+                  rule.below_threshold, rule.stalled):
     _jitable(_function)
 
 _STATE_FIELDS = record_dtype(rule.PrecopyState).names

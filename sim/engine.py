@@ -210,7 +210,7 @@ class MigrationRun:
         live_start = self.env.now
         self.m.values["live_start_s"] = self.now()
         zero_pages = mib_to_pages(vm.memory_mib, vm.page_size_bytes) * vm.zero_page_fraction
-        state = rule.start_precopy(vm.page_size_bytes, written_pages(vm), zero_pages)
+        state = rule.start_precopy(vm.page_size_bytes, written_pages(vm), zero_pages, vm.zero_page_layout)
         rate, threshold, interval = self._live_rates()
         deadline = self.t0 + mig.timeout_s if mig.timeout_s > 0 else math.inf
         pause_at = math.inf

@@ -37,7 +37,8 @@ from ..models.units import (
 
 ENGINE = "fast"
 # the scenario fields a fast-path migration depends on, and those that decide whether it may run here
-FIELDS = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.device_state_mib",
+FIELDS = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.zero_page_layout",
+          "vm.device_state_mib",
           "vm.dirty.model", "vm.dirty.rate_mib_s", "vm.dirty.hot_set_mib", "vm.dirty.hot_rate_mib_s",
           "vm.dirty.cold_rate_mib_s", "vm.dirty.pattern", "link.bandwidth_mbit_s", "link.efficiency",
           "link.rtt_ms", "link.socket_backlog_mib",
@@ -222,7 +223,8 @@ class _Migrations:
 
         c = self.c
         rate = self.live_rate
-        start = rule.start_precopy(c["vm.page_size_bytes"], self.written, self.zero)
+        start = rule.start_precopy(c["vm.page_size_bytes"], self.written, self.zero,
+                                   c["vm.zero_page_layout"])
         return compiled.precopy(start, self.dirty, self.rule_name, rate,
                                 rule.threshold_bytes(rate, ms_to_s(c["migration.max_downtime_ms"])),
                                 rule.check_interval_s(self.cap_bound), live_start, self.n)

@@ -438,6 +438,17 @@ def test_the_guest_stands_for_the_scenarios_vm():
     assert (hot.dirty.hot_mib, hot.dirty.hot_rate_pages, hot.dirty.cold_rate_pages) == (8, 10240, 1024)
 
 
+def test_a_written_low_guest_writes_one_contiguous_region_and_leaves_the_ram_above_untouched():
+    vm = {"memory_mib": 1024, "zero_page_fraction": 0.875, "dirty": {"rate_mib_s": 6.0}}
+    plan = guest_for(make(vm={**vm, "zero_page_layout": "written-low"}))
+    # 128 MiB from 2 MiB up, page after page: 1024 - 2 - 128 = 894 MiB above it never written
+    assert (plan.dirty.region_start_mib, plan.dirty.region_mib) == (2, 128)
+    assert plan.dirty.stride_fp == STRIDE_ONE and plan.dirty.span_mib() == 128
+    assert "stride_fp=65536" in plan.dirty.cmdline()
+    # spread: the same 128 MiB over all the RAM the region may use
+    assert guest_for(make(vm=vm)).dirty.span_mib() == 1024 - RESERVED_MIB
+
+
 @pytest.mark.parametrize(("sections", "field"), [
     ({"vm": {"page_size_bytes": 65536}}, "vm.page_size_bytes"),
     ({"vm": {"memory_mib": 256.5}}, "vm.memory_mib"),

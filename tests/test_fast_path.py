@@ -19,7 +19,7 @@ TIMES = [c for c in COLUMNS if c.endswith(("_s", "_ms")) or c in ("bytes_sent", 
 
 
 def random_scenario(rng: np.random.Generator):
-    """A scenario the fast path takes: constant or hot/cold, any link, cap, rule, overheads."""
+    """A scenario the fast path takes: constant or hot/cold, any layout, link, cap, rule, overheads."""
     memory = float(rng.choice([64, 512, 2048, 4096, 16384]))
     zero, page = float(rng.choice([0.0, 0.2, 0.9])), int(rng.choice([4096, 65536]))
     dirty = {"model": "constant", "rate_mib_s": float(rng.uniform(0, 1500))}
@@ -31,9 +31,10 @@ def random_scenario(rng: np.random.Generator):
                  {name: float(rng.uniform(0, 500)) for name in ("begin_ms", "prepare_ms", "setup_ms",
                                                                 "handshake_ms", "finish_ms", "resume_ms",
                                                                 "confirm_ms", "announce_ms")})
+    layout = str(rng.choice(["spread", "written-low"]))
     return scenario_from_dict({
-        "vm": {"memory_mib": memory, "zero_page_fraction": zero, "page_size_bytes": page,
-               "device_state_mib": float(rng.uniform(0, 10)), "dirty": dirty},
+        "vm": {"memory_mib": memory, "zero_page_fraction": zero, "zero_page_layout": layout,
+               "page_size_bytes": page, "device_state_mib": float(rng.uniform(0, 10)), "dirty": dirty},
         "link": {"bandwidth_mbit_s": float(rng.choice([1000, 10000, 25000, 100000])),
                  "efficiency": float(rng.uniform(0.3, 1)), "rtt_ms": float(rng.uniform(0, 10)),
                  "socket_backlog_mib": float(rng.choice([0.0, 1.5, 4.0]))},
@@ -123,7 +124,10 @@ GBE = {"bandwidth_mbit_s": 1000}
                       "cold_rate_mib_s": 118.0}}, "link": GBE, "migration": {"max_downtime_ms": 630.8}},
     {"vm": {"dirty": {"rate_mib_s": 101.0}}, "link": {"bandwidth_mbit_s": 10000},
      "migration": {"bandwidth_mib_s": 100.0, "max_downtime_ms": 630.8}},
-], ids=["qemu rule", "pass-end rule", "hot/cold stalls", "cap-bound"])
+    # the data first, then the zero pages in a burst, then what was dirtied behind the walk
+    {"vm": {"zero_page_fraction": 0.5, "zero_page_layout": "written-low", "dirty": {"rate_mib_s": 119.5}},
+     "link": GBE, "migration": {"max_downtime_ms": 630.8}},
+], ids=["qemu rule", "pass-end rule", "hot/cold stalls", "cap-bound", "written-low"])
 def test_the_fast_path_gives_the_engines_own_numbers(sections):
     # The compiled loop does the engine's float operations in the engine's order (sim/compiled.py), and
     # the waits around it are added in the engine's order too: the numbers are equal, not merely close.

@@ -77,6 +77,7 @@ def test_record_has_every_required_column():
     ({"vm": {"page_size_bytes": 3000}}, "vm.page_size_bytes", "power of two"),
     ({"vm": {"zero_page_fraction": 1.0}}, "vm.zero_page_fraction", "allowed range [0, 1)"),
     ({"vm": {"dirty": {"model": "linear"}}}, "vm.dirty.model", "allowed: constant | hotcold | trace"),
+    ({"vm": {"zero_page_layout": "low"}}, "vm.zero_page_layout", "allowed: spread | written-low"),
     ({"vm": {"dirty": {"model": "hotcold"}}}, "vm.dirty.hot_set_mib", "hot set > 0"),
     ({"vm": {"memory_mib": 64, "dirty": {"model": "hotcold", "hot_set_mib": 128}}},
      "vm.dirty.hot_set_mib", "must fit"),

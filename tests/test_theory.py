@@ -139,3 +139,39 @@ def test_rate_above_bandwidth_never_converges_without_timeout():
 
 def test_worked_example_dirty_rate_constant_is_250_mb_s():
     assert pytest.approx(250e6) == WORKED_DIRTY_MIB_S * 2**20
+
+
+def test_written_low_sends_the_data_then_the_zero_pages_and_first_syncs_on_an_empty_bitmap():
+    # By hand, QEMU's walk in address order: 256 MiB = 65,536 pages, the 32,768 written ones low and
+    # the 32,768 zero ones above; 8 MiB/s = 2,048 pages/s dirtied; capped at 64 MiB/s on 10 GbE, so a
+    # check every 100 ms moving 6,710,886.4 B; threshold 64 MiB/s x 0.3 s = 4,915.2 pages.
+    # The first pass: 32,768 x 4,104 B of data, then 32,768 x 9 B of zero pages = 134,774,784 B,
+    # drained at t = 2.00830 s. The estimate (pages, zero or not) falls under the threshold only once
+    # all the data and 27,852.8 zero pages have gone (134,730,547.2 B, check 21 at 2.1 s): the bitmap is
+    # empty first, and the loop that finds it so returns at once. That sync finds the pages dirtied
+    # meanwhile, all new: 2,048 x 2.00830 = 4,113.0 pages < 4,915.2: stop, 3 iterations.
+    # Final copy: 4,113.0 x 4,104 B uncapped at 1.25 GB/s = 13.50 ms.
+    sections = {"vm": {"memory_mib": 256, "zero_page_fraction": 0.5, "zero_page_layout": "written-low",
+                       "dirty": {"rate_mib_s": 8.0}},
+                "migration": {"bandwidth_mib_s": 64}, "overheads": {"profile": "none"}}
+    prediction = simulate(make(**sections))
+    r = prediction.record
+    drained_s = (32768 * 4104 + 32768 * 9) / (64 * 2**20)
+    assert drained_s == pytest.approx(2.00830, abs=1e-5)
+    live_start = r.perform_start_s + r.setup_time_ms / 1000
+    syncs = [e for e in prediction.events if e.name == "sync"][1:]
+    assert [e.t_s - live_start for e in syncs] == pytest.approx([drained_s], abs=1e-9)
+    dirtied = 2048 * drained_s
+    assert syncs[0].detail == f"iteration 2: {dirtied * 4096 / 2**20:.1f} MiB"
+    assert r.iterations == 3
+    assert r.downtime_ms == pytest.approx(dirtied * 4104 / 1.25e9 * 1000, rel=1e-9)
+    assert r.bytes_sent == pytest.approx(32768 * 4104 + 32768 * 9 + dirtied * 4104, rel=1e-12)
+    # Spread, the same VM: each check moves 6,710,886.4 / 2,056.5 B = 3,263.3 pages; check 19 (1.9 s)
+    # leaves 3,534.0 pages, 1,767.0 of them data; 3,891.2 dirtied x (1 - 1,767.0 / 32,768) = 3,681.4
+    # new: 7,215.4 pending > 4,915.2, so QEMU goes on.
+    sections["vm"]["zero_page_layout"] = "spread"
+    spread = simulate(make(**sections))
+    first = next(e for e in spread.events if e.name == "sync" and e.detail.startswith("iteration 2"))
+    assert first.t_s - live_start == pytest.approx(1.9, abs=1e-9)
+    assert first.detail == f"iteration 2: {7215.4 * 4096 / 2**20:.1f} MiB"
+    assert spread.record.iterations > 3

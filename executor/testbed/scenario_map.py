@@ -6,13 +6,15 @@ Its dirty models are the scenario's `constant` (one sweep over the region) and `
 swept over and over plus a cold sweep over the rest of the region). What the guest cannot stand for is
 refused with a `ScenarioError` naming the field.
 
-Two of the model's assumptions about a workload (models/switchover.py) are built into the guest here,
-so that a validation tests the migration model and not the guest's shape: the zero pages are spread
-through memory, so QEMU's walk meets them in proportion (the written pages are spread over all of RAM
-but RESERVED_MIB), and a dirtied page is as likely to be any written page, so pages dirtied between two
-syncs fall on the pending set at random (the guest sweeps in a scrambled order). A guest that swept its
-pages in address order would dirty a band just ahead of the pending one, never on it, and converge
-measurably slower than the model predicts.
+Where the zero pages lie is the scenario's `vm.zero_page_layout`, and the guest lays its region out so:
+spread, its written pages spread evenly over all of RAM but RESERVED_MIB (QEMU's walk meets zero and
+written pages in proportion); written-low, its written pages contiguous from region_start_mib up and
+the RAM above them never touched (the walk sends all the data, then the zero pages). One assumption of
+the model about a workload (models/switchover.py) is built into the guest here, so that a validation
+tests the migration model and not the guest's shape: a dirtied page is as likely to be any written
+page, so pages dirtied between two syncs fall on the pending set at random (the guest sweeps in a
+scrambled order). A guest that swept its pages in address order would dirty a band just ahead of the
+pending one, never on it, and converge measurably slower than the model predicts.
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ def guest_for(scenario: Scenario, report_ms: int = 100, nic_port: str = "none") 
     def pages_s(rate_mib_s: float) -> int:
         return round(mib_s_to_pages_s(rate_mib_s, PAGE_BYTES))
 
-    # the written pages spread evenly over the RAM the region may use, in the guest's 16.16 fixed point
-    stride_fp = (memory_mib - RESERVED_MIB) * STRIDE_ONE // region_mib
+    # spread: the written pages spread evenly over the RAM the region may use, in the guest's 16.16 fixed
+    # point; written-low: next to each other, the rest of RAM above them untouched
+    stride_fp = ((memory_mib - RESERVED_MIB) * STRIDE_ONE // region_mib
+                 if vm.zero_page_layout == "spread" else STRIDE_ONE)
     layout = {"report_ms": report_ms, "stride_fp": stride_fp, "scatter": 1, "pm_timer": 1}
     if dirty.model == "constant":
         spec = DirtySpec.constant(pages_s(dirty.rate_mib_s), region_mib, **layout)

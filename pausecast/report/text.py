@@ -48,7 +48,9 @@ def describe_scenario(s: Scenario) -> str:
     port = s.port_profile.type if s.port_profile.type == "none" else (
         f"{s.port_profile.type} x {s.port_profile.vnics}, switch {s.switch.service_time_ms:g} ms "
         f"x {s.switch.capacity}, {s.switch.background_load_per_s:g} req/s background, {s.switch.mode}")
-    return (f"  VM {s.vm.memory_mib:g} MiB, dirtying {dirty}\n"
+    zero = "" if s.vm.zero_page_fraction == 0 else (
+        f", {s.vm.zero_page_fraction:.0%} zero pages ({s.vm.zero_page_layout})")
+    return (f"  VM {s.vm.memory_mib:g} MiB{zero}, dirtying {dirty}\n"
             f"  link {s.link.bandwidth_mbit_s:g} Mbit/s x {s.link.efficiency:g} = {line_mib_s:.0f} MiB/s, "
             f"RTT {s.link.rtt_ms:g} ms; migration cap {cap}\n"
             f"  max downtime {s.migration.max_downtime_ms:g} ms, rule {s.migration.switchover_rule}, "
