@@ -15,8 +15,9 @@ Run: .venv/bin/python benchmarks/bench_evacuate.py [--scenario hall|racks] [--vm
 """
 
 import argparse
-import os
 import time
+
+from machine import load_average
 
 from pausecast.models.fleet import fleet_from_dict
 from pausecast.sim.fleet import simulate_fleet
@@ -95,11 +96,6 @@ def two_racks(n_vms: int = 1000) -> dict:
     }
 
 
-def load_average() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=("hall", "racks"), default="hall")
@@ -118,7 +114,7 @@ def main() -> None:
     print(f"{fleet.name}: evacuation of {s['vms']} VMs in {wall_s:.2f} s wall time: target < "
           f"{TARGET_S:.0f} s {verdict}; {s['events']} SimPy events = {s['events'] / wall_s:,.0f} events/s, "
           f"{s['vms'] / wall_s:.0f} VMs/s")
-    print(f"  before: {before}\n  after:  {after}")
+    print(f"  load average before: {before}\n  load average after:  {after}")
     print(f"  simulated makespan {s['makespan_s']:.0f} s; {s['migrated']} migrated, {s['failed']} failed "
           f"({', '.join(f'{k} x {n}' for k, n in s['failures'].items() if k != 'not-converged') or 'none'}), "
           f"{s['not_converged']} not converging; pause window p50 {s['pause_window_p50_ms']:.0f} ms, "

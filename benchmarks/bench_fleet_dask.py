@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_evacuate import load_average, two_racks
+from bench_evacuate import two_racks
 from distributed import Client, LocalCluster
+from machine import load_average
 
 from pausecast.models.sweep import design, replicate_seeds, sweep_from_dict
 from pausecast.runs.store import load_results
@@ -65,7 +66,8 @@ def main() -> None:
             before = load_average()
             times[workers] = timed_run(sweep, workers, Path(tmp))
             print(f"{workers} worker{'s' if workers > 1 else ''}: 16 evacuations of {args.vms} VMs in "
-                  f"{times[workers]:.2f} s wall time\n  before: {before}\n  after:  {load_average()}")
+                  f"{times[workers]:.2f} s wall time\n  load average before: {before}\n"
+                  f"  load average after:  {load_average()}")
         same = load_results(Path(tmp) / "w1").equals(load_results(Path(tmp) / "w2"))
         print(f"the two tables ({sweep.name}) are {'identical' if same else 'DIFFERENT'}")
     print(f"speed-up 1 -> 2 workers: {times[1] / times[2]:.2f}x on {os.cpu_count()} cores "

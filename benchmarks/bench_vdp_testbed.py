@@ -8,9 +8,10 @@ Run: .venv/bin/python benchmarks/bench_vdp_testbed.py [--added-ms 300] [--repeat
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 from pathlib import Path
+
+from machine import load_average
 
 from pausecast.executor.testbed.qbg import VdpTestbed
 from pausecast.executor.testbed.qbh import QbhTestbed
@@ -74,9 +75,10 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, help="draw the windows side by side into this PNG or SVG")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
-    print(f"load average {os.getloadavg()[0]:.2f} (2 cores shared)")
+    print(f"load average before: {load_average()}")
     rows = [row for port in (args.port or sorted(TESTBEDS))
             for row in measure(port, args.added_ms, args.repeat, args.state_dir)]
+    print(f"load average after: {load_average()}")
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
     if args.figure:
