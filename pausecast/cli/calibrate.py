@@ -16,14 +16,16 @@ import tomli_w
 from tqdm import tqdm
 
 from ..analysis.calibration import COLD_START_RULE, cold_start_runs, combine, overheads_of
+from ..analysis.link_fit import LinkFit, fit_link_runs
 from ..analysis.validation import median_finite
 from ..executor.migration.migrate import ExecutorError
 from ..executor.testbed.run import GUEST_NAME
+from ..executor.testbed.scenario_map import UNSHAPED_MBIT_S
 from ..models.errors import ScenarioError
 from ..models.files import load_scenario, scenario_from_dict
 from ..models.overheads import DEFAULT_PROFILE_MS, OVERHEAD_FIELDS
 from ..models.record import Measured, MigrationRecord
-from ..models.scenario import Scenario
+from ..models.scenario import OverheadsSpec, Scenario
 from ..runs.run_files import write_run
 from .progress import ProgressLine
 from .targets import Target, add_target_arguments, cannot_run_is_one_line, open_target
@@ -33,6 +35,11 @@ IDLE_REGION_MIB = 8
 DEFAULT_MEMORY_MIB = 256
 DEFAULT_LINK_MBIT_S = 1000
 MIGRATIONS = 3
+# the link runs (testbed): the test guest half written, rewritten at 5,000 pages/s (it converges on
+# every path below), on the scenario's shaped link and on the veth unshaped, each uncapped and capped
+BUSY_ZERO_FRACTION = 0.5
+BUSY_DIRTY_MIB_S = 19.53125
+LINK_CAP_MIB_S = 32.0
 # enough latencies to tell an exponential switch (cv 1) from a constant or lognormal one: the sample
 # cv's standard error is about cv / sqrt(2 n), 0.13 here
 SWITCH_PROBES = 30
@@ -50,7 +57,13 @@ def register(p: argparse.ArgumentParser) -> None:
                      "medians as an overheads profile (TOML) with their spreads, and in [measured] what "
                      "was measured: the domain, its memory, its written and zero pages (job stats "
                      "memory_normal / memory_constant), the migration stream's throughput, the mode and "
-                     "both hosts' libvirt and QEMU versions. The migration's mode and flags come from "
+                     "both hosts' libvirt and QEMU versions. Then it fits the link ([link] efficiency, "
+                     "socket_backlog_mib, sender_mib_s) by least squares over all runs' live phases and "
+                     "final copies: on the testbed from four more runs of a busy guest (the scenario's "
+                     "shaped link and the veth unshaped, each uncapped and capped at "
+                     f"{LINK_CAP_MIB_S:g} MiB/s); on real hosts, whose link cannot be shaped, from the "
+                     "idle runs, which give the stream's top rate (sender_mib_s) only, and it says so. "
+                     "The migration's mode and flags come from "
                      "--scenario's [migration] (its timeout is ignored). A calibration belongs to the "
                      f"machines it was measured on. Cold starts: {COLD_START_RULE}.")
     p.epilog = ("Examples: pausecast calibrate --testbed --out examples/testbed-overheads.toml; then in a "
@@ -65,6 +78,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="PROFILE.toml",
                    help="the profile to write (default results/overheads.toml; with --switch "
                         "results/switch.toml)")
+    p.add_argument("--overheads-only", action="store_true",
+                   help="measure the fixed costs only: no link runs, no [link] fit")
     p.add_argument("--switch", action="store_true",
                    help="calibrate the switch instead: associate and disassociate a test VSI REPEAT times "
                         "through the source host's lldpad on the 802.1Qbg NIC's port (testbed: the VDP "
@@ -122,16 +137,78 @@ def run(args: argparse.Namespace) -> int:
     measured = {**_measured(target, scenario, used), "runs": repeat, "runs_used": len(used),
                 "left_out": [f"run {i + 1}: {why}" for i, why in cold.items()],
                 "spread_ms": {k: [round(lo, 1), round(hi, 1)] for k, (lo, hi) in spreads.items()}}
-    profile = {"overheads": {k: round(medians[k], 1) for k in OVERHEAD_FIELDS}, "measured": measured}
+    profile: dict = {"overheads": {k: round(medians[k], 1) for k in OVERHEAD_FIELDS}}
+    if not args.overheads_only:
+        costs = OverheadsSpec(profile="calibrated", **medians)
+        fit = _fit_link(target, scenario, [(scenario, r) for r in used], costs, args.results)
+        profile["link"] = {k: round(v, 4) for k, v in fit.link_values().items()}
+        measured["link_fit"] = {
+            "rows": fit.rows, "standard_error": {k: round(v, 4) for k, v in fit.spreads.items()
+                                                 if math.isfinite(v)},
+            "not_fitted": fit.not_fitted,
+            "residual_rms": round(float(np.sqrt(np.mean(np.square(fit.residuals)))), 4) if fit.rows else 0.0}
+        print(format_link_fit(fit))
+    profile["measured"] = measured
     header = ("# An overheads profile measured by `pausecast calibrate` (see\n"
               "# pausecast/analysis/calibration.py for what each cost spans). It belongs to the hosts\n"
               "# it was measured on ([measured]): calibrate again on others. Scenarios use it with\n"
-              "# [overheads] profile = \"<this file>\".\n")
+              "# [overheads] profile = \"<this file>\", and take its [link] where their own [link] does\n"
+              "# not set the field (validate --overheads: over theirs).\n")
     out.write_text(header + tomli_w.dumps(profile))
     print(format_profile(medians, spreads))
     print(f"\n  wrote {out}")
     target.say_where_the_domain_is()
     return 0
+
+
+def link_scenarios(idle: Scenario) -> list[tuple[Scenario, bool]]:
+    """The testbed's link runs: (scenario, whether its link is shaped)."""
+    busy = idle.replace(vm=dataclasses.replace(
+        idle.vm, zero_page_fraction=BUSY_ZERO_FRACTION,
+        dirty=dataclasses.replace(idle.vm.dirty, rate_mib_s=BUSY_DIRTY_MIB_S, pattern="sweep")))
+    out = []
+    for bandwidth, shaped in ((idle.link.bandwidth_mbit_s, True), (float(UNSHAPED_MBIT_S), False)):
+        for cap in (0.0, LINK_CAP_MIB_S):
+            out.append((busy.replace(link=dataclasses.replace(busy.link, bandwidth_mbit_s=bandwidth),
+                                     migration=dataclasses.replace(busy.migration, bandwidth_mib_s=cap)),
+                        shaped))
+    return out
+
+
+def _fit_link(target: Target, idle: Scenario, idle_runs: list[tuple[Scenario, MigrationRecord]],
+              costs: OverheadsSpec, results: str) -> LinkFit:
+    """Runs the link runs (testbed only) and fits [link] over them and the idle runs."""
+    from ..sim import predict
+
+    # real hosts: their own link, not shaped here; the idle runs say how fast the stream went
+    shaped = target.testbed is not None
+    runs = [(s, r, shaped) for s, r in idle_runs]
+    if target.testbed is not None:
+        for s, is_shaped in link_scenarios(idle):
+            progress = ProgressLine()
+            m = target.run(s, on_sample=progress)
+            progress.finish(m.record.migrated)
+            write_run(m, results)
+            if m.record.failure:
+                print(f"pausecast: link run left out ({m.record.failure})", file=sys.stderr)
+                continue
+            where = f"{s.link.bandwidth_mbit_s:g} Mbit/s tbf" if is_shaped else "veth unshaped"
+            cap = f"cap {s.migration.bandwidth_mib_s:g} MiB/s" if s.migration.bandwidth_mib_s else "uncapped"
+            print(f"  link run, {where}, {cap}: pre-copy {m.record.precopy_time_s:.3f} s, "
+                  f"final copy {m.record.final_copy_ms:.1f} ms, {m.record.iterations} iterations")
+            runs.append((s, m.record, is_shaped))
+    return fit_link_runs([(s.replace(overheads=costs), r, sh) for s, r, sh in runs], predict)
+
+
+def format_link_fit(fit: LinkFit) -> str:
+    units = {"efficiency": "", "socket_backlog_mib": " MiB", "sender_mib_s": " MiB/s"}
+    lines = [f"  [link] fitted over {fit.rows} phases (least squares; +- one standard error):"]
+    for k, v in fit.values.items():
+        if math.isfinite(v):
+            lines.append(f"  {k:<20}{v:10.4g} +- {fit.spreads[k]:.2g}{units[k]}")
+        else:
+            lines.append(f"  {k:<20}{'not fitted':>10}: {fit.not_fitted.get(k, 'no rows')}")
+    return "\n".join(lines)
 
 
 def _measured(target: Target, scenario: Scenario, records: list[MigrationRecord]) -> dict:
