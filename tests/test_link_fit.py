@@ -38,7 +38,7 @@ def test_the_fit_recovers_the_link_the_records_were_made_with(efficiency, backlo
     truth = {"efficiency": efficiency, "socket_backlog_mib": backlog_mib, "sender_mib_s": sender_mib_s}
     rng = np.random.default_rng(seed)
     idle = idle_scenario(None)
-    runs = [(s, _measured_like(s, truth, rng, noise), shaped)
+    runs = [(s, _measured_like(s, truth, rng, noise), shaped, math.nan)
             for s, shaped in [(idle, True), (idle, True), *link_scenarios(idle)]]
     fit = fit_link_runs(runs, predict)
     assert not fit.not_fitted

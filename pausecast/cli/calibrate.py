@@ -16,7 +16,8 @@ import tomli_w
 from tqdm import tqdm
 
 from ..analysis.calibration import COLD_START_RULE, cold_start_runs, combine, overheads_of
-from ..analysis.link_fit import LinkFit, fit_link_runs
+from ..analysis.link_fit import PARAMETERS as LINK_PARAMETERS
+from ..analysis.link_fit import LinkFit, final_wire_bytes_measured, fit_link_runs
 from ..analysis.validation import median_finite
 from ..executor.migration.migrate import ExecutorError
 from ..executor.testbed.run import GUEST_NAME
@@ -26,6 +27,7 @@ from ..models.files import load_scenario, scenario_from_dict
 from ..models.overheads import DEFAULT_PROFILE_MS, OVERHEAD_FIELDS
 from ..models.record import Measured, MigrationRecord
 from ..models.scenario import OverheadsSpec, Scenario
+from ..models.units import bytes_to_mib
 from ..runs.run_files import write_run
 from .progress import ProgressLine
 from .targets import Target, add_target_arguments, cannot_run_is_one_line, open_target
@@ -40,6 +42,9 @@ MIGRATIONS = 3
 BUSY_ZERO_FRACTION = 0.5
 BUSY_DIRTY_MIB_S = 19.53125
 LINK_CAP_MIB_S = 32.0
+REAL_HOSTS_NOT_FITTED = ("real hosts: their link cannot be shaped here and --domain's runs are idle "
+                         "(their phases are QEMU's walk over zero pages, not the stream): keeps the "
+                         "scenario's")
 # enough latencies to tell an exponential switch (cv 1) from a constant or lognormal one: the sample
 # cv's standard error is about cv / sqrt(2 n), 0.13 here
 SWITCH_PROBES = 30
@@ -140,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     profile: dict = {"overheads": {k: round(medians[k], 1) for k in OVERHEAD_FIELDS}}
     if not args.overheads_only:
         costs = OverheadsSpec(profile="calibrated", **medians)
-        fit = _fit_link(target, scenario, [(scenario, r) for r in used], costs, args.results)
+        fit = _fit_link(target, scenario, costs, args.results)
         profile["link"] = {k: round(v, 4) for k, v in fit.link_values().items()}
         measured["link_fit"] = {
             "rows": fit.rows, "standard_error": {k: round(v, 4) for k, v in fit.spreads.items()
@@ -175,29 +180,34 @@ def link_scenarios(idle: Scenario) -> list[tuple[Scenario, bool]]:
     return out
 
 
-def _fit_link(target: Target, idle: Scenario, idle_runs: list[tuple[Scenario, MigrationRecord]],
-              costs: OverheadsSpec, results: str) -> LinkFit:
-    """Runs the link runs (testbed only) and fits [link] over them and the idle runs."""
+def _fit_link(target: Target, idle: Scenario, costs: OverheadsSpec, results: str) -> LinkFit:
+    """Runs the link runs (testbed only) and fits [link] over them. The idle runs are not fitted: with
+    8 MiB to send, their phases are QEMU's walk over the zero pages (a few µs each on this kind of
+    machine), not the stream."""
     from ..sim import predict
 
-    # real hosts: their own link, not shaped here; the idle runs say how fast the stream went
-    shaped = target.testbed is not None
-    runs = [(s, r, shaped) for s, r in idle_runs]
-    if target.testbed is not None:
-        for s, is_shaped in link_scenarios(idle):
-            progress = ProgressLine()
-            m = target.run(s, on_sample=progress)
-            progress.finish(m.record.migrated)
-            write_run(m, results)
-            if m.record.failure:
-                print(f"pausecast: link run left out ({m.record.failure})", file=sys.stderr)
-                continue
-            where = f"{s.link.bandwidth_mbit_s:g} Mbit/s tbf" if is_shaped else "veth unshaped"
-            cap = f"cap {s.migration.bandwidth_mib_s:g} MiB/s" if s.migration.bandwidth_mib_s else "uncapped"
-            print(f"  link run, {where}, {cap}: pre-copy {m.record.precopy_time_s:.3f} s, "
-                  f"final copy {m.record.final_copy_ms:.1f} ms, {m.record.iterations} iterations")
-            runs.append((s, m.record, is_shaped))
-    return fit_link_runs([(s.replace(overheads=costs), r, sh) for s, r, sh in runs], predict)
+    if target.testbed is None:
+        nan = dict.fromkeys(LINK_PARAMETERS, math.nan)
+        return LinkFit(nan, dict(nan), dict.fromkeys(LINK_PARAMETERS, REAL_HOSTS_NOT_FITTED), 0, ())
+    runs = []
+    for s, is_shaped in link_scenarios(idle):
+        progress = ProgressLine()
+        m = target.run(s, on_sample=progress)
+        progress.finish(m.record.migrated)
+        write_run(m, results)
+        if m.record.failure:
+            print(f"pausecast: link run left out ({m.record.failure})", file=sys.stderr)
+            continue
+        where = f"{s.link.bandwidth_mbit_s:g} Mbit/s tbf" if is_shaped else "veth unshaped"
+        cap = f"cap {s.migration.bandwidth_mib_s:g} MiB/s" if s.migration.bandwidth_mib_s else "uncapped"
+        final_wire = final_wire_bytes_measured(m.record, [
+            (t - m.t0_s, info.memory_processed_bytes, info.memory_bytes_s) for t, info in m.samples
+            if info.active])
+        print(f"  link run, {where}, {cap}: pre-copy {m.record.precopy_time_s:.3f} s, final copy "
+              f"{m.record.final_copy_ms:.1f} ms ({bytes_to_mib(final_wire):.1f} MiB), "
+              f"{m.record.iterations} iterations")
+        runs.append((s.replace(overheads=costs), m.record, is_shaped, final_wire))
+    return fit_link_runs(runs, predict)
 
 
 def format_link_fit(fit: LinkFit) -> str:
