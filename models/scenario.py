@@ -70,7 +70,7 @@ class LinkSpec:
     # the fastest QEMU's migration thread writes the stream, whatever the link: on a path faster than
     # the sender (a veth, a fast NIC) it bounds an uncapped live phase and the stop-and-copy, and the
     # link's queue stays empty (no backlog). 0: unbounded, the link binds. `pausecast calibrate` fits it
-    sender_mib_s: float = spec(0.0, lo=0.0, most=lim.SENDER_MIB_S, off=0.0)
+    sender_mib_s: float = spec(0.0, lo=0.0, least=lim.SENDER_MIN_MIB_S, most=lim.SENDER_MIB_S, off=0.0)
 
 
 @dataclass(frozen=True)
