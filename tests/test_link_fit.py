@@ -101,3 +101,15 @@ def test_a_profiles_link_fills_what_the_scenario_leaves_out(tmp_path):
 
     over = with_profile(s, str(profile), "--overheads")
     assert over.link.efficiency == 0.9
+
+
+def test_a_profiles_bad_link_value_is_one_line_naming_it(tmp_path):
+    import pytest
+
+    from pausecast.models.errors import ScenarioError
+
+    profile = tmp_path / "p.toml"
+    profile.write_text("[link]\nefficiency = 2.0\n")
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict({"overheads": {"profile": str(profile)}})
+    assert "efficiency" in str(err.value) and "2.0" in str(err.value) and "\n" not in str(err.value)
