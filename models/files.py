@@ -16,8 +16,8 @@ import tomli_w
 
 from .errors import ScenarioError, read_text
 from .fieldpaths import check_consistency
-from .overheads import OVERHEAD_FIELDS, load_overheads_profile
-from .scenario import OverheadsSpec, Scenario
+from .overheads import OVERHEAD_FIELDS, load_link_profile, load_overheads_profile
+from .scenario import LinkSpec, OverheadsSpec, Scenario
 from .schema import check_scalar, section_from_dict
 
 
@@ -37,6 +37,25 @@ def resolved_overheads(data: dict[str, Any], path: str, base_dir: Path | None = 
 
 
 _OVERHEAD_FIELD_DEFS = {f.name: f for f in dataclasses.fields(OverheadsSpec)}
+_LINK_FIELD_DEFS = {f.name: f for f in dataclasses.fields(LinkSpec)}
+
+
+def profile_link(profile: str, path: str) -> dict[str, Any]:
+    """A resolved profile's [link] values (a calibrated link efficiency, backlog, sender rate), each
+    checked as the scenario's own field would be."""
+    try:
+        raw = load_link_profile(profile)
+    except ValueError as exc:
+        raise ScenarioError(f"{path}.profile", profile, str(exc)) from None
+    return {k: check_scalar(_LINK_FIELD_DEFS[k], v, f"{profile} [link].{k}") for k, v in raw.items()}
+
+
+def with_profile(scenario: Scenario, profile: str, path: str) -> Scenario:
+    """`scenario` with a profile named on the command line: its costs, and its [link] values over the
+    scenario's (the command line is the later word)."""
+    overheads = resolved_overheads({"profile": profile}, path)
+    link = dataclasses.replace(scenario.link, **profile_link(overheads.profile, path))
+    return dataclasses.replace(scenario, overheads=overheads, link=link)
 
 
 def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: str = "") -> Scenario:
@@ -47,8 +66,12 @@ def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None, sourc
         overheads_data = data.pop("overheads", {})
         if not isinstance(overheads_data, dict):
             raise ScenarioError("overheads", overheads_data, "expected a table")
-        scenario = section_from_dict(Scenario, data, "")
         overheads = resolved_overheads(overheads_data, "overheads", base_dir)
+        link_data = data.get("link", {})
+        if isinstance(link_data, dict):
+            # the profile's [link] fills what the scenario's own [link] leaves out
+            data["link"] = {**profile_link(overheads.profile, "overheads"), **link_data}
+        scenario = section_from_dict(Scenario, data, "")
         scenario = dataclasses.replace(scenario, overheads=overheads)
         return check_consistency(scenario, base_dir)
     except ScenarioError as exc:

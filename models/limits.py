@@ -49,6 +49,10 @@ RTT_MS = Limit(10_000, "10 s, 16 times a geostationary satellite round trip")
 LINK_CHANGE_AT_S = Limit(365 * 86400, "a year, later than any evacuation ends")
 # 2 GiB: a socket's send buffer is an int of bytes (net.core.wmem_max <= INT_MAX)
 SOCKET_BACKLOG_MIB = Limit(2048, "2 GiB, the largest send buffer Linux gives a socket")
+# 1 TiB/s: no QEMU sender thread copies memory faster than the host's memory bandwidth (DIRTY_RATE_MIB_S)
+SENDER_MIB_S = Limit(2**20, "1 TiB/s, past any host's memory bandwidth")
+# 1 MiB/s: a sender slower than a page every 4 ms has stalled, not slowed; it keeps the times finite
+SENDER_MIN_MIB_S = Limit(1, "1 MiB/s, slower than any working QEMU sender, or 0 = unbounded")
 # QEMU migration/options.c MAX_MIGRATE_DOWNTIME_SECONDS: 2000 s
 MAX_DOWNTIME_MS = Limit(2_000_000, "QEMU's largest downtime-limit, 2000 s")
 # libvirt QEMU_DOMAIN_MIG_BANDWIDTH_MAX: INT64_MAX bytes/s in MiB/s, the largest speed it passes on

@@ -30,6 +30,9 @@ DEFAULT_PROFILE_MS = {
 }
 
 NO_OVERHEADS_MS = dict.fromkeys(OVERHEAD_FIELDS, 0.0)
+# what a calibrated profile may also say about the link between its hosts ([link]): the scenario's
+# [link] takes them where it does not set them itself (models/files.py)
+LINK_PROFILE_FIELDS = ("efficiency", "socket_backlog_mib", "sender_mib_s")
 
 
 def load_overheads_profile(profile: str) -> dict[str, float]:
@@ -39,14 +42,7 @@ def load_overheads_profile(profile: str) -> dict[str, float]:
     if profile == "none":
         return dict(NO_OVERHEADS_MS)
     path = Path(profile)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError:
-        raise ValueError(f'allowed: "none", "default" or a readable profile file ({path} is not)') from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"profile {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"profile {path} is not valid TOML ({exc})") from None
+    data = _read_profile(path)
     table = data.get("overheads", data)
     if not isinstance(table, dict):
         raise ValueError(f"profile {path}: overheads = {table!r} must be a table")
@@ -61,3 +57,27 @@ def load_overheads_profile(profile: str) -> dict[str, float]:
                              f"{OVERHEAD_MS}")
         costs[key] = float(value)
     return costs
+
+
+def load_link_profile(profile: str) -> dict[str, object]:
+    """The [link] values a profile file carries (LINK_PROFILE_FIELDS), unchecked; none for the built-in
+    profiles. Raises ValueError as load_overheads_profile does."""
+    if profile in ("default", "none"):
+        return {}
+    path = Path(profile)
+    link = _read_profile(path).get("link", {})
+    if not isinstance(link, dict):
+        raise ValueError(f"profile {path}: link = {link!r} must be a table")
+    return {k: v for k, v in link.items() if k in LINK_PROFILE_FIELDS}
+
+
+def _read_profile(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise ValueError(f'allowed: "none", "default" or a readable profile file ({path} is not)') from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"profile {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"profile {path} is not valid TOML ({exc})") from None
+    return data

@@ -73,6 +73,10 @@ class LinkSpec:
     # Measured 1.3-1.8 MiB with `ss` on the testbed's 300 Mbit/s tbf link (Linux autotunes the send
     # buffer up to tcp_wmem)
     socket_backlog_mib: float = spec(0.0, lo=0.0, most=lim.SOCKET_BACKLOG_MIB)
+    # the fastest QEMU's migration thread writes the stream, whatever the link: on a path faster than
+    # the sender (a veth, a fast NIC) it bounds an uncapped live phase and the stop-and-copy, and the
+    # link's queue stays empty (no backlog). 0: unbounded, the link binds. `pausecast calibrate` fits it
+    sender_mib_s: float = spec(0.0, lo=0.0, least=lim.SENDER_MIN_MIB_S, most=lim.SENDER_MIB_S, off=0.0)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from ..models.limits import SIM_EVENTS, SWITCH_BACKLOG
 from ..models.phases import Phase, network_outage_s
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario, SwitchSpec
-from ..models.units import mbit_s_to_bytes_s, mib_s_to_bytes_s, mib_to_bytes, mib_to_pages, ms_to_s, s_to_ms
+from ..models.stream import stream_rates
+from ..models.units import mib_to_bytes, mib_to_pages, ms_to_s, s_to_ms
 from .switch import LibvirtView, Switch
 
 
@@ -43,18 +44,19 @@ class Prediction:
 
 @dataclass(frozen=True)
 class LinkRates:
-    """The rates one migration sees: live phase (capped), final copy (never capped)."""
+    """The rates one migration sees: live phase (capped), final copy (never capped); and whether the
+    link bound the live phase, leaving its queue full at the stop (models/stream.py)."""
 
     live_bytes_s: float
     final_bytes_s: float
     cap_bound: bool
+    link_bound: bool = True
 
     @classmethod
     def for_scenario(cls, scenario: Scenario) -> LinkRates:
-        line = mbit_s_to_bytes_s(scenario.link.bandwidth_mbit_s) * scenario.link.efficiency
-        cap_mib_s = scenario.migration.bandwidth_mib_s
-        cap = mib_s_to_bytes_s(cap_mib_s) if cap_mib_s > 0 else math.inf
-        return cls(min(line, cap), line, cap < line)
+        r = stream_rates(scenario.link.bandwidth_mbit_s, scenario.link.efficiency,
+                         scenario.link.sender_mib_s, scenario.migration.bandwidth_mib_s)
+        return cls(r.live_bytes_s, r.final_bytes_s, r.cap_bound, r.link_bound)
 
 
 @dataclass
@@ -308,7 +310,9 @@ class MigrationRun:
 
     def _stop_and_copy(self, wire_bytes: float):
         """The guest is stopped: the handshake, then `wire_bytes` uncapped. Returns the copy's seconds."""
-        final_s = rule.final_copy_s(wire_bytes, self.rates.final_bytes_s, self.rates.cap_bound,
+        # the backlog drains only where the link bound the live phase (final_copy_s's third argument:
+        # the queue was left empty)
+        final_s = rule.final_copy_s(wire_bytes, self.rates.final_bytes_s, not self.rates.link_bound,
                                     mib_to_bytes(self.s.link.socket_backlog_mib))
         yield self.wait(timeline.stop_and_copy_s(self.oh, final_s))
         return final_s

@@ -25,9 +25,8 @@ from ..models.fieldpaths import get_value
 from ..models.phases import network_outage_s
 from ..models.record import COLUMN_DTYPES, COLUMNS, MigrationRecord
 from ..models.scenario import Scenario
+from ..models.stream import stream_rates
 from ..models.units import (
-    mbit_s_to_bytes_s,
-    mib_s_to_bytes_s,
     mib_s_to_pages_s,
     mib_to_bytes,
     mib_to_pages,
@@ -41,7 +40,7 @@ FIELDS = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.ze
           "vm.device_state_mib",
           "vm.dirty.model", "vm.dirty.rate_mib_s", "vm.dirty.hot_set_mib", "vm.dirty.hot_rate_mib_s",
           "vm.dirty.cold_rate_mib_s", "vm.dirty.pattern", "link.bandwidth_mbit_s", "link.efficiency",
-          "link.rtt_ms", "link.socket_backlog_mib",
+          "link.rtt_ms", "link.socket_backlog_mib", "link.sender_mib_s",
           "migration.max_downtime_ms", "migration.bandwidth_mib_s", "migration.switchover_rule",
           "migration.timeout_s", "port_profile.type", "overheads.begin_ms", "overheads.prepare_ms",
           "overheads.setup_ms", "overheads.handshake_ms", "overheads.finish_ms", "overheads.resume_ms",
@@ -152,12 +151,10 @@ class _Migrations:
                                       mib_s_to_pages_s(c["vm.dirty.hot_rate_mib_s"], page),
                                       mib_s_to_pages_s(c["vm.dirty.cold_rate_mib_s"], page), self.written)
         # engine.LinkRates.for_scenario
-        line = mbit_s_to_bytes_s(c["link.bandwidth_mbit_s"]) * c["link.efficiency"]
-        cap_mib_s = c["migration.bandwidth_mib_s"]
-        cap = np.where(cap_mib_s > 0, mib_s_to_bytes_s(cap_mib_s), math.inf)
-        self.live_rate = np.minimum(line, cap)
-        self.final_rate = line
-        self.cap_bound = cap < line
+        r = stream_rates(c["link.bandwidth_mbit_s"], c["link.efficiency"], c["link.sender_mib_s"],
+                         c["migration.bandwidth_mib_s"])
+        self.live_rate, self.final_rate, self.cap_bound = r.live_bytes_s, r.final_bytes_s, r.cap_bound
+        self.queue_empty = np.logical_not(r.link_bound)
 
     def write(self, out: dict[str, np.ndarray], rows: slice | np.ndarray) -> None:
         """Writes the migrations' record columns into `out` at `rows`. Each array goes there as soon as it
@@ -184,7 +181,7 @@ class _Migrations:
         # the stop-and-copy, Finish and Confirm, for the migrations that switched over
         final_wire = reached.wire_bytes_pending + mib_to_bytes(c["vm.device_state_mib"])
         out["bytes_sent"][rows] = reached.bytes_sent + final_wire
-        final_s = rule.final_copy_s(final_wire, self.final_rate, self.cap_bound,
+        final_s = rule.final_copy_s(final_wire, self.final_rate, self.queue_empty,
                                     mib_to_bytes(c["link.socket_backlog_mib"]))
         out["final_copy_ms"][rows] = s_to_ms(final_s)
         # a stalled migration's later columns are overwritten below: only its Perform end is kept

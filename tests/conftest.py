@@ -81,7 +81,8 @@ def machine_overheads(tmp_path_factory) -> Path:
     bed = Testbed(state_dir=CALIBRATION_STATE_DIR)
     bed.down()
     try:
-        code = main(["calibrate", "--testbed", "--state-dir", str(CALIBRATION_STATE_DIR),
+        # the fixed costs only: the link fit has its own test (test_calibrate_link_testbed.py)
+        code = main(["calibrate", "--testbed", "--overheads-only", "--state-dir", str(CALIBRATION_STATE_DIR),
                      "--out", str(profile), "--results", str(out / "results")])
     finally:
         bed.down()

@@ -183,7 +183,8 @@ def test_calibrate_writes_a_profile_that_scenarios_load(tb, scenario_file, tmp_p
     from pausecast.models.overheads import OVERHEAD_FIELDS
 
     profile = tmp_path / "overheads.toml"
-    code, out = _cli(capsys, "calibrate", "--testbed", "--state-dir", str(STATE_DIR), "--repeat", "1",
+    code, out = _cli(capsys, "calibrate", "--testbed", "--overheads-only", "--state-dir", str(STATE_DIR),
+                     "--repeat", "1",
                      "--scenario", str(scenario_file), "--out", str(profile), "--results", str(tmp_path))
     assert code == 0 and "prepare_ms" in out
     scenario = load_scenario(scenario_file, [f'overheads.profile="{profile}"'])

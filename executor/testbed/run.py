@@ -1,5 +1,6 @@
-"""One scenario on the local testbed: shape the link from [link], boot the test guest from [vm], let
-it reach its dirty rate, migrate it from pc-src to pc-dst as [migration] says, and clean up."""
+"""One scenario on the local testbed: shape the link from [link] (a link of scenario_map.UNSHAPED_MBIT_S
+or more: the veth unshaped), boot the test guest from [vm], let it reach its dirty rate, migrate it
+from pc-src to pc-dst as [migration] says, and clean up."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..migration.migrate import GIVE_UP_S, Endpoints, Measurement, migrate, stuc
 from ..vdp.faults import StuckVsiError, qbg_instance_ids
 from .hosts import DST, SRC, Testbed
 from .link import netem_available
-from .scenario_map import GuestPlan, delay_to_apply_ms, guest_for
+from .scenario_map import GuestPlan, delay_to_apply_ms, guest_for, shaped_mbit_s
 
 GUEST_NAME = "pausecast-guest"
 # QEMU's dirty rate is measured between bitmap syncs; the guest starts dirtying when its fill is done,
@@ -30,11 +31,11 @@ WARMUP_S = 1.0
 def shape_for(tb: Testbed, scenario: Scenario) -> float:
     """Shapes the testbed's link for the scenario and returns the measured RTT in ms. Raises
     ScenarioError when the scenario wants a delay this kernel cannot add and that matters."""
-    tb.shape(scenario.link.bandwidth_mbit_s, 0.0)
+    tb.shape(shaped_mbit_s(scenario), 0.0)
     base_rtt_ms = tb.measure_rtt_ms()
     delay_ms = delay_to_apply_ms(scenario, netem_available(), base_rtt_ms)
     if delay_ms > 0:
-        tb.shape(scenario.link.bandwidth_mbit_s, delay_ms)
+        tb.shape(shaped_mbit_s(scenario), delay_ms)
         return tb.measure_rtt_ms()
     return base_rtt_ms
 

@@ -33,6 +33,15 @@ RESERVED_MIB = 3
 # this much more is run anyway: the model charges about three RTTs to the total and half of one to the
 # pause window, so 1 ms moves a prediction by ~3 ms and ~0.5 ms, inside the testbed's run-to-run spread.
 RTT_TOLERANCE_MS = 1.0
+# A scenario whose link is at least this fast stands for the veth left unshaped: no tbf, the path as
+# fast as the kernel copies, where QEMU's own sender binds the stream (link.sender_mib_s)
+UNSHAPED_MBIT_S = 40_000
+
+
+def shaped_mbit_s(scenario: Scenario) -> float | None:
+    """The tbf rate the testbed gives the scenario's link; None: the veth unshaped."""
+    bandwidth = scenario.link.bandwidth_mbit_s
+    return None if bandwidth >= UNSHAPED_MBIT_S else bandwidth
 
 
 @dataclass(frozen=True)

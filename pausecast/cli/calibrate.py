@@ -16,14 +16,18 @@ import tomli_w
 from tqdm import tqdm
 
 from ..analysis.calibration import COLD_START_RULE, cold_start_runs, combine, overheads_of
+from ..analysis.link_fit import PARAMETERS as LINK_PARAMETERS
+from ..analysis.link_fit import LinkFit, final_wire_bytes_measured, fit_link_runs
 from ..analysis.validation import median_finite
 from ..executor.migration.migrate import ExecutorError
 from ..executor.testbed.run import GUEST_NAME
+from ..executor.testbed.scenario_map import UNSHAPED_MBIT_S
 from ..models.errors import ScenarioError
 from ..models.files import load_scenario, scenario_from_dict
 from ..models.overheads import DEFAULT_PROFILE_MS, OVERHEAD_FIELDS
 from ..models.record import Measured, MigrationRecord
-from ..models.scenario import Scenario
+from ..models.scenario import OverheadsSpec, Scenario
+from ..models.units import bytes_to_mib
 from ..runs.run_files import write_run
 from .progress import ProgressLine
 from .targets import Target, add_target_arguments, cannot_run_is_one_line, open_target
@@ -33,6 +37,14 @@ IDLE_REGION_MIB = 8
 DEFAULT_MEMORY_MIB = 256
 DEFAULT_LINK_MBIT_S = 1000
 MIGRATIONS = 3
+# the link runs (testbed): the test guest half written, rewritten at 5,000 pages/s (it converges on
+# every path below), on the scenario's shaped link and on the veth unshaped, each uncapped and capped
+BUSY_ZERO_FRACTION = 0.5
+BUSY_DIRTY_MIB_S = 19.53125
+LINK_CAP_MIB_S = 32.0
+REAL_HOSTS_NOT_FITTED = ("real hosts: their link cannot be shaped here and --domain's runs are idle "
+                         "(their phases are QEMU's walk over zero pages, not the stream): keeps the "
+                         "scenario's")
 # enough latencies to tell an exponential switch (cv 1) from a constant or lognormal one: the sample
 # cv's standard error is about cv / sqrt(2 n), 0.13 here
 SWITCH_PROBES = 30
@@ -50,7 +62,13 @@ def register(p: argparse.ArgumentParser) -> None:
                      "medians as an overheads profile (TOML) with their spreads, and in [measured] what "
                      "was measured: the domain, its memory, its written and zero pages (job stats "
                      "memory_normal / memory_constant), the migration stream's throughput, the mode and "
-                     "both hosts' libvirt and QEMU versions. The migration's mode and flags come from "
+                     "both hosts' libvirt and QEMU versions. Then it fits the link ([link] efficiency, "
+                     "socket_backlog_mib, sender_mib_s) by least squares over all runs' live phases and "
+                     "final copies: on the testbed from four more runs of a busy guest (the scenario's "
+                     "shaped link and the veth unshaped, each uncapped and capped at "
+                     f"{LINK_CAP_MIB_S:g} MiB/s); on real hosts, whose link cannot be shaped, from the "
+                     "idle runs, which give the stream's top rate (sender_mib_s) only, and it says so. "
+                     "The migration's mode and flags come from "
                      "--scenario's [migration] (its timeout is ignored). A calibration belongs to the "
                      f"machines it was measured on. Cold starts: {COLD_START_RULE}.")
     p.epilog = ("Examples: pausecast calibrate --testbed --out examples/testbed-overheads.toml; then in a "
@@ -65,6 +83,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="PROFILE.toml",
                    help="the profile to write (default results/overheads.toml; with --switch "
                         "results/switch.toml)")
+    p.add_argument("--overheads-only", action="store_true",
+                   help="measure the fixed costs only: no link runs, no [link] fit")
     p.add_argument("--switch", action="store_true",
                    help="calibrate the switch instead: associate and disassociate a test VSI REPEAT times "
                         "through the source host's lldpad on the 802.1Qbg NIC's port (testbed: the VDP "
@@ -125,16 +145,83 @@ def run(args: argparse.Namespace) -> int:
     measured = {**_measured(target, scenario, used), "runs": repeat, "runs_used": len(used),
                 "left_out": [f"run {i + 1}: {why}" for i, why in cold.items()],
                 "spread_ms": {k: [round(lo, 1), round(hi, 1)] for k, (lo, hi) in spreads.items()}}
-    profile = {"overheads": {k: round(medians[k], 1) for k in OVERHEAD_FIELDS}, "measured": measured}
+    profile: dict = {"overheads": {k: round(medians[k], 1) for k in OVERHEAD_FIELDS}}
+    if not args.overheads_only:
+        costs = OverheadsSpec(profile="calibrated", **medians)
+        fit = _fit_link(target, scenario, costs, args.results)
+        profile["link"] = {k: round(v, 4) for k, v in fit.link_values().items()}
+        measured["link_fit"] = {
+            "rows": fit.rows, "standard_error": {k: round(v, 4) for k, v in fit.spreads.items()
+                                                 if math.isfinite(v)},
+            "not_fitted": fit.not_fitted,
+            "residual_rms": round(float(np.sqrt(np.mean(np.square(fit.residuals)))), 4) if fit.rows else 0.0}
+        print(format_link_fit(fit))
+    profile["measured"] = measured
     header = ("# An overheads profile measured by `pausecast calibrate` (see\n"
               "# pausecast/analysis/calibration.py for what each cost spans). It belongs to the hosts\n"
               "# it was measured on ([measured]): calibrate again on others. Scenarios use it with\n"
-              "# [overheads] profile = \"<this file>\".\n")
+              "# [overheads] profile = \"<this file>\", and take its [link] where their own [link] does\n"
+              "# not set the field (validate --overheads: over theirs).\n")
     out.write_text(header + tomli_w.dumps(profile))
     print(format_profile(medians, spreads))
     print(f"\n  wrote {out}")
     target.say_where_the_domain_is()
     return 0
+
+
+def link_scenarios(idle: Scenario) -> list[tuple[Scenario, bool]]:
+    """The testbed's link runs: (scenario, whether its link is shaped)."""
+    busy = idle.replace(vm=dataclasses.replace(
+        idle.vm, zero_page_fraction=BUSY_ZERO_FRACTION,
+        dirty=dataclasses.replace(idle.vm.dirty, rate_mib_s=BUSY_DIRTY_MIB_S, pattern="sweep")))
+    out = []
+    for bandwidth, shaped in ((idle.link.bandwidth_mbit_s, True), (float(UNSHAPED_MBIT_S), False)):
+        for cap in (0.0, LINK_CAP_MIB_S):
+            out.append((busy.replace(link=dataclasses.replace(busy.link, bandwidth_mbit_s=bandwidth),
+                                     migration=dataclasses.replace(busy.migration, bandwidth_mib_s=cap)),
+                        shaped))
+    return out
+
+
+def _fit_link(target: Target, idle: Scenario, costs: OverheadsSpec, results: str) -> LinkFit:
+    """Runs the link runs (testbed only) and fits [link] over them. The idle runs are not fitted: with
+    8 MiB to send, their phases are QEMU's walk over the zero pages (a few µs each on this kind of
+    machine), not the stream."""
+    from ..sim import predict
+
+    if target.testbed is None:
+        nan = dict.fromkeys(LINK_PARAMETERS, math.nan)
+        return LinkFit(nan, dict(nan), dict.fromkeys(LINK_PARAMETERS, REAL_HOSTS_NOT_FITTED), 0, ())
+    runs = []
+    for s, is_shaped in link_scenarios(idle):
+        progress = ProgressLine()
+        m = target.run(s, on_sample=progress)
+        progress.finish(m.record.migrated)
+        write_run(m, results)
+        if m.record.failure:
+            print(f"pausecast: link run left out ({m.record.failure})", file=sys.stderr)
+            continue
+        where = f"{s.link.bandwidth_mbit_s:g} Mbit/s tbf" if is_shaped else "veth unshaped"
+        cap = f"cap {s.migration.bandwidth_mib_s:g} MiB/s" if s.migration.bandwidth_mib_s else "uncapped"
+        final_wire = final_wire_bytes_measured(m.record, [
+            (t - m.t0_s, info.memory_processed_bytes, info.memory_bytes_s) for t, info in m.samples
+            if info.active])
+        print(f"  link run, {where}, {cap}: pre-copy {m.record.precopy_time_s:.3f} s, final copy "
+              f"{m.record.final_copy_ms:.1f} ms ({bytes_to_mib(final_wire):.1f} MiB), "
+              f"{m.record.iterations} iterations")
+        runs.append((s.replace(overheads=costs), m.record, is_shaped, final_wire))
+    return fit_link_runs(runs, predict)
+
+
+def format_link_fit(fit: LinkFit) -> str:
+    units = {"efficiency": "", "socket_backlog_mib": " MiB", "sender_mib_s": " MiB/s"}
+    lines = [f"  [link] fitted over {fit.rows} phases (least squares; +- one standard error):"]
+    for k, v in fit.values.items():
+        if math.isfinite(v):
+            lines.append(f"  {k:<20}{v:10.4g} +- {fit.spreads[k]:.2g}{units[k]}")
+        else:
+            lines.append(f"  {k:<20}{'not fitted':>10}: {fit.not_fitted.get(k, 'no rows')}")
+    return "\n".join(lines)
 
 
 def _measured(target: Target, scenario: Scenario, records: list[MigrationRecord]) -> dict:

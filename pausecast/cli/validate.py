@@ -4,7 +4,6 @@ each figure; or a whole matrix of them written as a validation report."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from ..analysis.calibration import COLD_START_RULE
 from ..analysis.validation import FIGURES, Comparison, figure_value, median_record, verdict
 from ..models.errors import ScenarioError
-from ..models.files import load_scenario, resolved_overheads
+from ..models.files import load_scenario, with_profile
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario
 from ..runs.matrix import Watch, load_matrix, measure, run_matrix
@@ -37,7 +36,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, metavar="N",
                    help="real runs per scenario (default 1; a matrix's own 'replicates')")
     p.add_argument("--overheads", metavar="PROFILE.toml",
-                   help="use this overheads profile (from 'pausecast calibrate') for the predictions")
+                   help="use this profile (from 'pausecast calibrate') for the predictions: its fixed "
+                        "costs and its [link] values (efficiency, socket backlog, sender rate) over "
+                        "the scenario's")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one scenario key (single scenario only)")
     p.add_argument("--results", default="results", metavar="DIR", help="where runs and reports go")
@@ -48,8 +49,7 @@ def register(p: argparse.ArgumentParser) -> None:
 def _with_overheads(scenario: Scenario, profile: str | None) -> Scenario:
     if not profile:
         return scenario
-    path = str(Path(profile).resolve())
-    return dataclasses.replace(scenario, overheads=resolved_overheads({"profile": path}, "--overheads"))
+    return with_profile(scenario, str(Path(profile).resolve()), "--overheads")
 
 
 # the runs' progress and notes go to stderr: stdout holds the comparison

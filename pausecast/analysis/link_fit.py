@@ -1,0 +1,216 @@
+"""The link's parameters fitted to measured runs: `link.efficiency`, `link.socket_backlog_mib` and
+`link.sender_mib_s` (models/stream.py), by least squares over every run's live phase and final copy.
+
+The model's phases are linear in the inverses of the rates (models/stream.py, models/switchover.py
+`final_copy_s`). With u = 1/efficiency, v = backlog/efficiency and q = 1/sender rate, for a run of line
+rate L (bytes/s) that sent W bytes live and had w bytes pending at the stop:
+
+    shaped link, uncapped   precopy_s = u W / L        final_copy_s = u w / L + v / L
+    shaped link, capped                                final_copy_s = u w / L   (the queue was empty)
+    unshaped, uncapped      precopy_s = q W            final_copy_s = q w
+    unshaped, capped                                   final_copy_s = q w
+
+(a capped live phase runs at the cap, which says nothing about the link). Each row is weighted by
+1 / max(measured, FLOOR_S), so that a long phase does not drown the short ones: the residuals are
+relative. The spreads are one standard error, from the weighted residuals (s^2 (A'A)^-1), carried to
+efficiency = 1/u, backlog = v/u and sender = 1/q to first order.
+
+The bytes: a record measures all the RAM bytes sent (libvirt's memory_processed, QEMU's
+ram.transferred: pages and their headers), not how they split at the stop. A real run's job
+statistics, sampled while it ran, give the bytes sent by QEMU's STOP (`final_wire_bytes_measured`);
+without them (records the model made) the model's own final copy at the parameters of the round
+before gives w (`link_run`), and W is the rest; `fit_link_runs`
+repeats fit and split ROUNDS times (w depends on the rates through QEMU's threshold) and keeps the
+round that fitted best.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.limits import EFFICIENCY
+from ..models.record import Measured, MigrationRecord
+from ..models.scenario import Scenario
+from ..models.stream import stream_rates
+from ..models.units import bytes_to_mib, mbit_s_to_bytes_s, mib_s_to_bytes_s, mib_to_bytes, ms_to_s
+
+# a phase shorter than this is weighted as if it were this long: a few ms of timer granularity and
+# log resolution are its noise, not a fraction of it
+FLOOR_S = 0.020
+# fit, split, fit again: the final copy's share moves the fit by well under its spread after two
+ROUNDS = 8
+PARAMETERS = ("efficiency", "socket_backlog_mib", "sender_mib_s")
+
+
+@dataclass(frozen=True)
+class LinkRun:
+    """One measured run as the fit sees it."""
+
+    # the link's shaped rate in Mbit/s; 0 when nothing shapes it (a veth, or real hosts' own link)
+    shaped_mbit_s: float
+    capped: bool
+    precopy_s: float
+    final_copy_s: float
+    live_wire_bytes: float
+    final_wire_bytes: float
+    # QEMU's own measure of the live stream (the median of its per-window transfer rates); NaN: none
+    stream_bytes_s: float = math.nan
+
+
+@dataclass(frozen=True)
+class LinkFit:
+    """Each parameter with its standard error; NaN where the runs could not tell it (`not_fitted` says
+    why)."""
+
+    values: dict[str, float]
+    spreads: dict[str, float]
+    not_fitted: dict[str, str]
+    rows: int
+    # the fitted rows' relative residuals (measured - fitted) / max(measured, FLOOR_S)
+    residuals: tuple[float, ...]
+
+    def link_values(self) -> dict[str, float]:
+        """What the fit gives a scenario's [link]: the fitted parameters, within the field's range."""
+        out = {k: v for k, v in self.values.items() if math.isfinite(v)}
+        if "efficiency" in out:
+            out["efficiency"] = min(1.0, max(EFFICIENCY.value, out["efficiency"]))
+        if "socket_backlog_mib" in out:
+            out["socket_backlog_mib"] = max(0.0, out["socket_backlog_mib"])
+        return out
+
+
+def fit_link(runs: Sequence[LinkRun]) -> LinkFit:
+    """Least squares over all runs' phases (the module's rows)."""
+    # ({column: coefficient}, measured, its weight)
+    rows: list[tuple[dict[str, float], float, float]] = []
+
+    def phase(coefficients: dict[str, float], seconds: float) -> None:
+        rows.append((coefficients, seconds, 1.0 / max(seconds, FLOOR_S)))
+
+    for r in runs:
+        # seconds per byte of the live stream, as QEMU measured it: u / L or q (relative weight)
+        per_byte = 1.0 / r.stream_bytes_s if r.stream_bytes_s > 0 else math.nan
+        if r.shaped_mbit_s > 0:
+            line = mbit_s_to_bytes_s(r.shaped_mbit_s)
+            if not r.capped:
+                phase({"u": r.live_wire_bytes / line}, r.precopy_s)
+                phase({"u": r.final_wire_bytes / line, "v": 1.0 / line}, r.final_copy_s)
+                rows.append(({"u": 1.0 / line}, per_byte, 1.0 / per_byte))
+            else:
+                phase({"u": r.final_wire_bytes / line}, r.final_copy_s)
+        else:
+            if not r.capped:
+                phase({"q": r.live_wire_bytes}, r.precopy_s)
+                rows.append(({"q": 1.0}, per_byte, 1.0 / per_byte))
+            phase({"q": r.final_wire_bytes}, r.final_copy_s)
+    rows = [row for row in rows if math.isfinite(row[1]) and all(math.isfinite(x) for x in row[0].values())]
+    columns = [k for k in ("u", "v", "q") if any(c.get(k, 0.0) != 0.0 for c, _, _ in rows)]
+    not_fitted = _not_fitted(runs, columns)
+    if not columns:
+        nan = dict.fromkeys(PARAMETERS, math.nan)
+        return LinkFit(nan, dict(nan), not_fitted, 0, ())
+    weights = np.array([w for _, _, w in rows])
+    a = np.array([[c.get(k, 0.0) for k in columns] for c, _, _ in rows]) * weights[:, None]
+    b = np.array([t for _, t, _ in rows]) * weights
+    # columns of very different sizes (bytes / bytes/s against 1 / bytes/s): scale them to 1 first
+    scale = np.linalg.norm(a, axis=0)
+    x_scaled, *_ = np.linalg.lstsq(a / scale, b, rcond=None)
+    x = x_scaled / scale
+    residuals = b - a @ x
+    dof = len(b) - len(columns)
+    s2 = float(residuals @ residuals) / dof if dof > 0 else math.nan
+    cov = s2 * np.linalg.pinv((a / scale).T @ (a / scale)) / np.outer(scale, scale)
+    est = dict(zip(columns, x, strict=True))
+    var = {k: cov[i, i] for i, k in enumerate(columns)}
+    values, spreads = dict.fromkeys(PARAMETERS, math.nan), dict.fromkeys(PARAMETERS, math.nan)
+    if "u" in est:
+        u = est["u"]
+        values["efficiency"] = 1.0 / u
+        spreads["efficiency"] = math.sqrt(var["u"]) / u**2
+        if "v" in est:
+            iu, iv = columns.index("u"), columns.index("v")
+            v = est["v"]
+            grad = np.zeros(len(columns))
+            grad[iu], grad[iv] = -v / u**2, 1.0 / u
+            values["socket_backlog_mib"] = bytes_to_mib(v / u)
+            spreads["socket_backlog_mib"] = bytes_to_mib(math.sqrt(max(0.0, float(grad @ cov @ grad))))
+    if "q" in est:
+        q = est["q"]
+        values["sender_mib_s"] = 1.0 / mib_s_to_bytes_s(q) if q > 0 else math.nan
+        spreads["sender_mib_s"] = math.sqrt(var["q"]) / q**2 / mib_s_to_bytes_s(1.0) if q > 0 else math.nan
+    return LinkFit(values, spreads, not_fitted, len(b), tuple(float(e) for e in residuals))
+
+
+def _not_fitted(runs: Sequence[LinkRun], columns: list[str]) -> dict[str, str]:
+    out = {}
+    if "u" not in columns:
+        out["efficiency"] = "no run on a shaped link (a link of known rate): its share of the line rate " \
+                            "cannot be told"
+    if "v" not in columns:
+        out["socket_backlog_mib"] = ("no uncapped run on a shaped link: only a link-bound stop-and-copy "
+                                     "drains a backlog")
+    if "q" not in columns:
+        out["sender_mib_s"] = "no run on an unshaped path: the link bound every stream"
+    return out
+
+
+def final_wire_bytes_measured(measured: MigrationRecord,
+                              samples: Sequence[tuple[float, int, float]]) -> float:
+    """The bytes a real run sent with the guest stopped, from its job statistics: all it sent less
+    what it had sent at QEMU's STOP, carried there from the last sample before it at that sample's
+    rate. `samples`: (seconds after the call, memory_processed bytes, memory_bps) of the running
+    job. NaN when no sample came before the stop."""
+    stop_s = Measured.of(measured).qemu_stop_s
+    before = [s for s in samples if s[0] <= stop_s and s[1] > 0]
+    if not before or not math.isfinite(stop_s):
+        return math.nan
+    t_s, processed, bps = before[-1]
+    return max(0.0, measured.bytes_sent - (processed + bps * (stop_s - t_s)))
+
+
+def link_run(scenario: Scenario, measured: MigrationRecord, predicted: MigrationRecord,
+             shaped: bool, final_wire_bytes: float = math.nan) -> LinkRun:
+    """A run split into its live phase's bytes and its final copy's: the final copy's as measured
+    (`final_wire_bytes_measured`) where known, else as the model splits it (its prediction's final copy
+    time at its rate, less the backlog it drained); the live phase's the rest of what was sent."""
+    link = scenario.link
+    rates = stream_rates(link.bandwidth_mbit_s, link.efficiency, link.sender_mib_s,
+                         scenario.migration.bandwidth_mib_s)
+    backlog = mib_to_bytes(link.socket_backlog_mib) if rates.link_bound else 0.0
+    final_wire = (final_wire_bytes if math.isfinite(final_wire_bytes)
+                  else max(0.0, ms_to_s(predicted.final_copy_ms) * rates.final_bytes_s - backlog))
+    return LinkRun(shaped_mbit_s=link.bandwidth_mbit_s if shaped else 0.0, capped=bool(rates.cap_bound),
+                   precopy_s=measured.precopy_time_s, final_copy_s=ms_to_s(measured.final_copy_ms),
+                   live_wire_bytes=max(0.0, measured.bytes_sent - final_wire), final_wire_bytes=final_wire,
+                   stream_bytes_s=mib_s_to_bytes_s(Measured.of(measured).stream_mib_s)
+                   if measured.engine == "executor" else _stream_bytes_s(predicted, rates))
+
+
+def _stream_bytes_s(record: MigrationRecord, rates) -> float:
+    """What QEMU would measure as the live stream's rate, for a record the model made: its live rate."""
+    return float(rates.live_bytes_s) if record.precopy_time_s > 0 else math.nan
+
+
+def fit_link_runs(runs: Sequence[tuple[Scenario, MigrationRecord, bool, float]],
+                  predict: Callable[[Scenario], MigrationRecord]) -> LinkFit:
+    """Fits the link to measured runs, each (its scenario, its record, whether its link was shaped, its
+    final copy's bytes as measured or NaN), alternating the fit and the model's split of the bytes of
+    each run that has no measured split (`link_run`) ROUNDS times."""
+    current = {k: v for k, v in dataclasses.asdict(runs[0][0].link).items() if k in PARAMETERS}
+    fits = []
+    for _ in range(ROUNDS):
+        split = []
+        for scenario, record, shaped, final_wire in runs:
+            # a run's own link rate stays: only the machine's parameters are the fit's
+            at = scenario.replace(link=dataclasses.replace(scenario.link, **current))
+            split.append(link_run(at, record, predict(at), shaped, final_wire))
+        fits.append(fit_link(split))
+        current.update(fits[-1].link_values())
+    # a final copy's size jumps where the model's iteration count does, so the rounds may settle on a
+    # cycle rather than a point: keep the round whose split its fit explained best
+    return min(fits, key=lambda f: float(np.sum(np.square(f.residuals))))
