@@ -104,11 +104,13 @@ class PolicyMixin:
         obs = pol.Observation(self._elapsed_s(), iteration, remaining_bytes, transferred_bytes)
         self.pol_state, action = self.pol.poll(self.pol_settings, self.pol_state, obs)
         step = self.pol.poll_interval_s(self.pol_settings, self.pol_state) * self.pol_scale
-        self.poll_due = self.poll_due + step if self.pol.may_act(self.pol_settings, self.pol_state) else math.inf
+        more = self.pol.may_act(self.pol_settings, self.pol_state)
+        self.poll_due = self.poll_due + step if more else math.inf
         acted = False
         if not math.isnan(action.downtime_ms):
             self.downtime_ms = action.downtime_ms
-            self.log("source", "max downtime", "{}: {:.0f} ms", self.s.policy.orchestrator, action.downtime_ms)
+            self.log("source", "max downtime", "{}: {:.0f} ms", self.s.policy.orchestrator,
+                     action.downtime_ms)
             acted = True
         if action.deadline:
             self.pol_deadline, self.pol_action = self.env.now, action.deadline

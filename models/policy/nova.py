@@ -120,4 +120,5 @@ def poll(s: Settings, state: State, obs: Observation) -> tuple[State, Action]:
 
 def may_act(s: Settings, state: State) -> bool:
     """Can a later poll still change a stalled migration (a step to come, or the timeout)?"""
-    return not state.postcopy and (bool(state.completion_timeout_s) or state.downtime_ms != state.steps[-1][1])
+    last_step_ms = state.steps[-1][1]
+    return not state.postcopy and (bool(state.completion_timeout_s) or state.downtime_ms != last_step_ms)
