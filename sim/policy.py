@@ -45,23 +45,41 @@ class PolicyMixin:
         self._sync_at = math.nan
         self._sync_period_s = math.inf
         self._sync_pending_bytes = 0.0
+        self._live = False
 
     def _elapsed_s(self) -> float:
         """The orchestrator's clock: seconds since it started the migration."""
         return (self.env.now - self.t0) / self.pol_scale
 
+    def run(self):
+        self.env.process(self._early_polls())
+        yield from super().run()
+
+    def _early_polls(self):
+        """The loop starts with the call: libvirt's job exists from Begin on, before QEMU sends a page
+        (iteration 0, nothing sent), and a downtime set then holds when the live phase starts."""
+        due = self.t0
+        while self.pol.may_act(self.pol_settings, self.pol_state):
+            yield self.wait(due - self.env.now)
+            if self._live or self.m.failure:
+                return
+            self._poll(0, 0.0, 0.0)
+            due += self.pol.poll_interval_s(self.pol_settings, self.pol_state) * self.pol_scale
+
     def _live_rates(self) -> tuple[float, float, float]:
         rate, _, interval = super()._live_rates()
+        self._live = True
         if self.poll_due == math.inf and self.pol.may_act(self.pol_settings, self.pol_state):
             self._schedule_first_poll()
         self._check_interval_s = interval
         return rate, rule.threshold_bytes(rate, ms_to_s(self.downtime_ms)), interval
 
     def _schedule_first_poll(self) -> None:
-        """The loop's grid from the migration's start; the first poll the live phase sees."""
+        """The loop's grid from the migration's start: the first poll the live phase sees (strictly
+        after now: the early polls took the one at now, if any)."""
         step = self.pol.poll_interval_s(self.pol_settings, self.pol_state) * self.pol_scale
         if step < math.inf:
-            self.poll_due = self.t0 + math.ceil((self.env.now - self.t0) / step - 1e-9) * step
+            self.poll_due = self.t0 + (math.floor((self.env.now - self.t0) / step + 1e-9) + 1) * step
 
     def _deadline(self) -> float:
         return min(super()._deadline(), self.pol_deadline)

@@ -58,12 +58,16 @@ def module(policy: PolicySpec) -> Any:
 
 
 def check_policy(policy: PolicySpec, given: dict[str, Any], path: str = "policy") -> None:
-    """Settings given for an orchestrator other than the one named are a mistake, not a no-op."""
+    """A setting off its default for an orchestrator other than the one named is a mistake, not a
+    no-op (a written-out scenario repeats every table at its defaults, which is fine)."""
     for name in _MODULES:
-        if name in given and name != policy.orchestrator:
-            raise ScenarioError(f"{path}.{name}", "(a table)",
-                                f"settings for {name}, but {path}.orchestrator is "
-                                f"{policy.orchestrator!r}; allowed: [{path}.{policy.orchestrator}] only")
+        settings = getattr(policy, name)
+        if name != policy.orchestrator and settings != type(settings)():
+            default = type(settings)()
+            key = next(k for k in given[name] if getattr(settings, k) != getattr(default, k))
+            raise ScenarioError(f"{path}.{name}.{key}", given[name][key],
+                                f"a setting of {name}, but {path}.orchestrator is "
+                                f"{policy.orchestrator!r}; set {path}.orchestrator = {name!r} or drop it")
 
 
 def concurrency(policy: PolicySpec) -> tuple[int | None, int | None]:
@@ -74,10 +78,15 @@ def concurrency(policy: PolicySpec) -> tuple[int | None, int | None]:
     return module(policy).concurrency(policy.settings)
 
 
+def may_postcopy(policy: PolicySpec) -> bool:
+    """Whether the orchestrator's migration call carries VIR_MIGRATE_POSTCOPY."""
+    return policy.active and module(policy).may_postcopy(policy.settings)
+
+
 def with_orchestrator(policy: PolicySpec, orchestrator: str) -> PolicySpec:
     """`policy` naming `orchestrator` (with that orchestrator's default settings unless given)."""
     return dataclasses.replace(policy, orchestrator=orchestrator)
 
 
 __all__ = ["DEADLINE_ACTIONS", "NOTHING", "ORCHESTRATORS", "Action", "Observation", "PolicySpec",
-           "check_policy", "concurrency", "module", "with_orchestrator"]
+           "check_policy", "concurrency", "may_postcopy", "module", "with_orchestrator"]

@@ -104,3 +104,8 @@ def may_act(s: Settings, state: State) -> bool:
     """A stalled migration still falls between its syncs (progress, for KubeVirt): only the
     completion time can end it."""
     return not state.postcopy and state.acceptable_completion_s != 0
+
+
+def may_postcopy(s: Settings) -> bool:
+    """live-migration-source.go line 147: allowPostCopy adds VIR_MIGRATE_POSTCOPY to the call."""
+    return s.allowPostCopy

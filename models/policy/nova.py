@@ -122,3 +122,8 @@ def may_act(s: Settings, state: State) -> bool:
     """Can a later poll still change a stalled migration (a step to come, or the timeout)?"""
     last_step_ms = state.steps[-1][1]
     return not state.postcopy and (bool(state.completion_timeout_s) or state.downtime_ms != last_step_ms)
+
+
+def may_postcopy(s: Settings) -> bool:
+    """driver.py `_is_post_copy_enabled`: the call carries VIR_MIGRATE_POSTCOPY when permitted."""
+    return s.live_migration_permit_post_copy

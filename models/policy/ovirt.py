@@ -100,3 +100,9 @@ def poll(s: Settings, state: State, obs: Observation) -> tuple[State, Action]:
 
 def may_act(s: Settings, state: State) -> bool:
     return bool(state.stalling)
+
+
+def may_postcopy(s: Settings) -> bool:
+    """migration.py line 763: only a schedule with a postcopy action adds the flag; the legacy one
+    has none."""
+    return False

@@ -86,3 +86,8 @@ def poll(s: Settings, state: State, obs: Observation) -> tuple[State, Action]:
 
 def may_act(s: Settings, state: State) -> bool:
     return state.downtime_ms < DOWNTIME_MAX_MS
+
+
+def may_postcopy(s: Settings) -> bool:
+    """qemu-server never starts post-copy for RAM."""
+    return False
