@@ -24,6 +24,7 @@ from ..models.phases import Phase, network_outage_s
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario, SwitchSpec
 from ..models.units import mbit_s_to_bytes_s, mib_s_to_bytes_s, mib_to_bytes, mib_to_pages, ms_to_s, s_to_ms
+from .policy import PolicyMixin
 from .switch import LibvirtView, Switch
 
 
@@ -458,9 +459,15 @@ def predict(scenario: Scenario, seed: int = 0, max_events: int = SIM_EVENTS) -> 
     return _run(scenario, seed, max_events).record(seed)
 
 
+class PolicyRun(PolicyMixin, MigrationRun):
+    """A single migration under its scenario's orchestrator (sim/policy.py)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._policy_setup()
+
+
 def _run(scenario: Scenario, seed: int, max_events: int) -> MigrationRun:
-    # sim/policy.py builds on this module: imported here, not at the top
-    from .policy import PolicyRun
     env = simpy.Environment()
     rng = np.random.default_rng(seed) if _needs_rng(scenario) else None
     switch = Switch(env, scenario.switch, rng) if scenario.port_profile.type != "none" else None

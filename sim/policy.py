@@ -22,11 +22,12 @@ import simpy
 from ..models import policy as pol
 from ..models import switchover as rule
 from ..models.units import ms_to_s
-from .engine import MigrationRun
 
 
 class PolicyMixin:
-    """Put before a `MigrationRun` class in the bases: the run under the scenario's orchestrator."""
+    """Put before a `MigrationRun` class in the bases (sim/engine.py PolicyRun, sim/fleet.py
+    FleetPolicyRun), and call `_policy_setup()` after its __init__: the run under the scenario's
+    orchestrator."""
 
     def _policy_setup(self) -> None:
         spec = self.s.policy
@@ -158,11 +159,3 @@ class PolicyMixin:
                 self.log("source", "steady state", f"polled through {self.env.now - start:.1f} s")
                 return
         yield from super()._ride_out_stall(state, deadline, rate)
-
-
-class PolicyRun(PolicyMixin, MigrationRun):
-    """A single migration under its scenario's orchestrator."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._policy_setup()

@@ -9,6 +9,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def policies_figure(summaries: Sequence[dict[str, Any]], title: str = "") -> Figure:
@@ -22,6 +23,7 @@ def policies_figure(summaries: Sequence[dict[str, Any]], title: str = "") -> Fig
     makespan.set_ylabel("makespan (s)")
     aborted.bar(x, [s["failed"] + s["not_converged"] for s in summaries], color="#d62728")
     aborted.set_ylabel("VMs left on their source")
+    aborted.yaxis.set_major_locator(MaxNLocator(integer=True))
     width = 0.27
     for k, (label, colour) in enumerate((("p50", "#9ecae1"), ("p95", "#3182bd"), ("max", "#08519c"))):
         values = [s[f"pause_window_{label}_ms"] for s in summaries]
