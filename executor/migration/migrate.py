@@ -17,7 +17,6 @@ client does (the testbed: UNIX sockets here, TCP between the hosts).
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from ...models.scenario import Scenario
 from ..vdp.faults import StuckVsi, diagnose, qbg_instance_ids
 from .daemon_log import LogEvent, LogTail, parse_log
 from .events import DomainEvent, EventRecorder, ensure_event_loop
+from .job_thread import JobThread
 from .jobinfo import JOB_COMPLETED, JobInfo
 from .measure import Observations, PortObservation, build_record
 from .policy_monitor import PolicyMonitor, initial_downtime_ms
@@ -117,27 +117,13 @@ def migration_call(scenario: Scenario, ends: Endpoints) -> tuple[dict[str, Any],
     return params, flags
 
 
-class _Watchdog:
+class _Watchdog(JobThread):
     """virsh's timeout handling, on the client: one thread that acts once when its time comes."""
 
     def __init__(self, dom: Any, scenario: Scenario, give_up_s: float) -> None:
-        self.dom = dom
+        super().__init__(dom, "migration-watchdog")
         mig = scenario.migration
         self.timeout_s, self.action, self.give_up_s = mig.timeout_s, mig.timeout_action, give_up_s
-        self.fired = ""
-        self.fired_at_s = float("nan")
-        self.error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="migration-watchdog", daemon=True)
-        self.t0_s = 0.0
-
-    def start(self, t0_s: float) -> None:
-        self.t0_s = t0_s
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         import libvirt

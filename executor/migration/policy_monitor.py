@@ -12,12 +12,12 @@ Every action is kept with its time after the call's start, for the record.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from typing import Any
 
 from ...models import policy as pol
 from ...models.scenario import Scenario
+from .job_thread import JobThread
 from .jobinfo import JobInfo
 
 
@@ -31,32 +31,19 @@ def initial_downtime_ms(scenario: Scenario) -> float:
     return pol.module(spec).initial(spec.settings, scenario.vm.memory_mib, mig.max_downtime_ms)[1]
 
 
-class PolicyMonitor:
+class PolicyMonitor(JobThread):
     """The orchestrator's loop as a thread: start(t0_s) at the call, stop() when it returns."""
 
     def __init__(self, dom: Any, scenario: Scenario, memory_mib: float) -> None:
-        self.dom = dom
+        super().__init__(dom, "policy-monitor")
         spec = scenario.policy
         self.module, self.settings, self.scale = pol.module(spec), spec.settings, spec.time_scale
         self.state, self.downtime_ms = self.module.initial(self.settings, memory_mib,
                                                            scenario.migration.max_downtime_ms)
         # (seconds after the call, "downtime" | "abort" | "pause" | "postcopy", ms or 0)
         self.actions: list[tuple[float, str, float]] = []
-        self.fired = ""
+        # the deadline action it took ("" none)
         self.action = ""
-        self.fired_at_s = math.nan
-        self.error = ""
-        self.t0_s = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="policy-monitor", daemon=True)
-
-    def start(self, t0_s: float) -> None:
-        self.t0_s = t0_s
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         import libvirt
