@@ -5,6 +5,7 @@ against a hand-worked case; the [policy] section's one-line errors."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -260,3 +261,17 @@ def test_policy_errors_name_the_field_the_value_and_what_is_allowed(toml, field,
     assert err.value.field == field
     assert allowed in err.value.allowed
     assert "\n" not in str(err.value)
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_predict_names_the_policy_and_refuses_a_bad_setting_in_one_line(capsys):
+    from pausecast.cli import main
+
+    example = str(EXAMPLES / "never-converges.toml")
+    assert main(["predict", example, "--set", "policy.orchestrator=ovirt"]) == 0
+    assert "policy ovirt: its monitor loop" in capsys.readouterr().out
+    assert main(["predict", example, "--set", "policy.nova.live_migration_downtime_steps=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pausecast: error: policy.nova.live_migration_downtime_steps = 2: allowed range [3, 10000]"]
