@@ -274,4 +274,5 @@ def test_predict_names_the_policy_and_refuses_a_bad_setting_in_one_line(capsys):
     assert "policy ovirt: its monitor loop" in capsys.readouterr().out
     assert main(["predict", example, "--set", "policy.nova.live_migration_downtime_steps=2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["pausecast: error: policy.nova.live_migration_downtime_steps = 2: allowed range [3, 10000]"]
+    assert err == ["pausecast: error: policy.nova.live_migration_downtime_steps = 2: "
+                   "allowed range [3, 10000]"]
