@@ -124,10 +124,13 @@ def _run_watched(tb, scenario):
     # change of QEMU's downtime-limit from the one before
     changes, last = [], None
     for t, value in seen:
-        if 0 <= t - m.t0_s < end_s and value is not None:
-            if last is not None and value != last:
-                changes.append((t - m.t0_s, value))
-            last = value
+        if t - m.t0_s >= end_s or value is None:
+            continue
+        if last is not None and value != last and t >= m.t0_s:
+            changes.append((t - m.t0_s, value))
+        last = value
+    # the watcher saw the value set before the call (the guest boots first), the baseline of changes
+    assert seen and seen[0][0] < m.t0_s
     return m, changes
 
 
