@@ -17,6 +17,7 @@ import tomli_w
 from .errors import ScenarioError, read_text
 from .fieldpaths import check_consistency
 from .overheads import OVERHEAD_FIELDS, load_link_profile, load_overheads_profile
+from .policy import check_policy
 from .scenario import LinkSpec, OverheadsSpec, Scenario
 from .schema import check_scalar, section_from_dict
 
@@ -73,6 +74,7 @@ def scenario_from_dict(data: dict[str, Any], base_dir: Path | None = None, sourc
             data["link"] = {**profile_link(overheads.profile, "overheads"), **link_data}
         scenario = section_from_dict(Scenario, data, "")
         scenario = dataclasses.replace(scenario, overheads=overheads)
+        check_policy(scenario.policy, data.get("policy", {}))
         return check_consistency(scenario, base_dir)
     except ScenarioError as exc:
         if source and not exc.source:

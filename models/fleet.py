@@ -26,6 +26,7 @@ from . import limits as lim
 from .dirty import dirty_model_for
 from .errors import ScenarioError
 from .files import apply_override, blamed, override_key, parse_toml, read_toml, scenario_from_dict
+from .policy import PolicySpec, check_policy, concurrency
 from .scenario import LinkSpec, Scenario, SwitchSpec
 from .schema import section_from_dict, spec
 from .units import mbit_s_to_bytes_s, pages_to_bytes
@@ -110,7 +111,7 @@ class Fleet:
     vms: tuple[FleetVm, ...]
 
 
-_TOP_KEYS = ("name", "links", "hosts", "switches", "profiles", "plan", "vms")
+_TOP_KEYS = ("name", "links", "hosts", "switches", "profiles", "plan", "policy", "vms")
 _VM_KEYS = ("name", "profile", "count", "source", "destination")
 _HOST_KEYS = ("links", "switch")
 # a profile is one VM's scenario; where it runs and what answers its ports is the fleet's business
@@ -319,7 +320,16 @@ def fleet_from_dict(data: dict[str, Any], base_dir: Path | None = None, source: 
         parts["hosts"] = _hosts(data, parts["links"], parts["switches"])
         parts["profiles"] = _profiles(data, base_dir)
         plan = section_from_dict(PlanSpec, data.get("plan", {}), "plan")
-        return Fleet(name=name, plan=plan, vms=_vms(data, parts, plan.max_vms), **parts)
+        fleet = Fleet(name=name, plan=plan, vms=_vms(data, parts, plan.max_vms), **parts)
+        if "policy" not in data:
+            return fleet
+        policy = section_from_dict(PolicySpec, data["policy"], "policy")
+        check_policy(policy, data["policy"])
+        for profile, scenario in fleet.profiles.items():
+            if scenario.policy.active:
+                raise ScenarioError(f"profiles.{profile}.policy", scenario.policy.orchestrator,
+                                    "the fleet has [policy]: give the policy once, there")
+        return with_policy(fleet, policy)
     except ScenarioError as exc:
         if source and not exc.source:
             raise ScenarioError(exc.field, exc.value, exc.allowed, source) from None
@@ -364,6 +374,17 @@ def check_named_entry(data: dict[str, Any], path: str, where: str, whole_entry: 
     if len(parts) < (2 if whole_entry else 3) or parts[1] not in names:
         raise ScenarioError(where, path, f"expected {parts[0]}.NAME.FIELD with NAME one of: "
                                          + (", ".join(names) or "none"))
+
+
+def with_policy(fleet: Fleet, policy: PolicySpec) -> Fleet:
+    """`fleet` with every VM under `policy`, and the plan's concurrency the orchestrator's where it
+    sets its own (Nova's per source host; KubeVirt's per node and per cluster; vdsm's per host)."""
+    cluster, per_host = concurrency(policy)
+    plan = replace(fleet.plan,
+                   max_concurrent=fleet.plan.max_concurrent if cluster is None else cluster,
+                   max_per_source_host=fleet.plan.max_per_source_host if per_host is None else per_host)
+    vms = tuple(replace(vm, scenario=vm.scenario.replace(policy=policy)) for vm in fleet.vms)
+    return replace(fleet, plan=plan, vms=vms)
 
 
 def launch_order(fleet: Fleet) -> list[int]:

@@ -80,6 +80,13 @@ POLL_MIN_INTERVAL_MS = Limit(1, "1 ms; libvirt's own is 125 ms")
 POLL_INTERVAL_MS = Limit(3_600_000, "an hour; libvirt's own is 125 ms")
 # an hour: the slowest fixed cost measured is Confirm's 1.8 s; an hour is a hang, not an overhead
 OVERHEAD_MS = Limit(3_600_000, "an hour; the slowest measured is 1.8 s")
+# policy.time_scale: 10^-3 brings Nova's 0.5 s poll to 0.5 ms, about what one libvirt call takes; a
+# faster clock would poll faster than the monitor loop can read the job's statistics
+POLICY_TIME_SCALE = Limit(0.001, "Nova's 0.5 s poll becomes 0.5 ms, one libvirt call")
+# an orchestrator's timeouts and step delays: a week; no evacuation waits longer for one VM
+POLICY_SECONDS = Limit(7 * 24 * 3600, "a week; no evacuation waits longer for one VM")
+# max downtime an orchestrator sets, in ms: QEMU migration/options.c caps downtime-limit at 2000 s
+POLICY_DOWNTIME_MS = Limit(2_000_000, "QEMU's cap on downtime-limit, 2000 s")
 
 # budgets, checked before any work: each is what a run of a few minutes on one host can do. A sweep
 # file's `max_runs`, a fleet's `plan.max_vms` and `plan.max_events`, and predict's `--max-events`

@@ -134,6 +134,11 @@ class Measured:
     # the source domain's state after the call (measure.py Observations has each one's meaning)
     watchdog: str = ""
     watchdog_s: float = NAN
+    # the orchestrator whose monitor drove the run ("" none), its clock's time_scale, and what it did:
+    # [seconds after the call, "downtime" | "abort" | "pause" | "postcopy", ms or 0]
+    policy: str = ""
+    policy_time_scale: float = 1.0
+    policy_actions: list[list[Any]] = field(default_factory=list)
     error: str = ""
     error_code: int = 0
     error_domain: int = 0

@@ -16,6 +16,7 @@ from . import identity
 from . import limits as lim
 from .association import STATUS_POLL_INTERVAL_MS, STATUS_POLL_TIMEOUT_S
 from .overheads import load_overheads_profile
+from .policy import PolicySpec
 from .schema import spec
 
 
@@ -158,6 +159,8 @@ class Scenario:
     # every cost resolved, as loading a file without [overheads] gives
     overheads: OverheadsSpec = field(
         default_factory=lambda: OverheadsSpec(profile="default", **load_overheads_profile("default")))
+    # the orchestrator whose monitor loop drives the migration (models/policy/); none: plain libvirt
+    policy: PolicySpec = field(default_factory=PolicySpec)
 
     @functools.cached_property
     def scenario_id(self) -> str:

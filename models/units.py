@@ -68,3 +68,12 @@ def ms_to_s(ms: float) -> float:
 
 def s_to_ms(s: float) -> float:
     return s * MS_PER_S
+
+
+def mib_to_gib(mib: float) -> float:
+    return mib / 1024.0
+
+
+def bytes_to_gb(n_bytes: float) -> float:
+    """Decimal gigabytes (10^9 bytes), as Kubernetes' resource.Giga counts."""
+    return n_bytes / 1e9

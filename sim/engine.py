@@ -25,6 +25,7 @@ from ..models.record import MigrationRecord
 from ..models.scenario import Scenario, SwitchSpec
 from ..models.stream import stream_rates
 from ..models.units import mib_to_bytes, mib_to_pages, ms_to_s, s_to_ms
+from .policy import PolicyMixin
 from .switch import LibvirtView, Switch
 
 
@@ -214,13 +215,14 @@ class MigrationRun:
         zero_pages = mib_to_pages(vm.memory_mib, vm.page_size_bytes) * vm.zero_page_fraction
         state = rule.start_precopy(vm.page_size_bytes, written_pages(vm), zero_pages, vm.zero_page_layout)
         rate, threshold, interval = self._live_rates()
-        deadline = self.t0 + mig.timeout_s if mig.timeout_s > 0 else math.inf
         pause_at = math.inf
         # a step cut short by a change of rate ends between checks: QEMU decides only after a sync
         may_stop = True
         self.log("source", "sync", "iteration {}: setup, {:.1f} MiB", state.syncs,
                  state.pending_bytes / 2**20)
         while not (may_stop and rule.below_threshold(state, threshold)):
+            # re-read each step: an orchestrator's monitor may set one mid-migration (sim/policy.py)
+            deadline = self._deadline()
             may_stop = True
             step = rule.time_to_next_sync(state, mig.switchover_rule, rate, threshold, interval)
             if not self.m.forced and self.env.now + step >= deadline:
@@ -244,6 +246,7 @@ class MigrationRun:
                 may_stop = False
                 continue
             rule.sync(state, self.dirty)
+            self._synced(state)
             self.log("source", "sync", "iteration {}: {:.1f} MiB", state.syncs, state.pending_bytes / 2**20)
             if not self.m.forced and rule.stalled(state, threshold, self.dirty.stationary_after_s):
                 if deadline == math.inf and not self._may_speed_up(rate):
@@ -269,8 +272,16 @@ class MigrationRun:
                              handshake_ms=s_to_ms(handshake_s))
         return "completed"
 
+    def _deadline(self) -> float:
+        """When the live phase's timeout fires (libvirt's --timeout), absolute; inf for none."""
+        timeout_s = self.s.migration.timeout_s
+        return self.t0 + timeout_s if timeout_s > 0 else math.inf
+
+    def _synced(self, state: rule.PrecopyState) -> None:
+        """After each bitmap sync of the live phase: a hook for an orchestrator's monitor (sim/policy.py)."""
+
     def _on_timeout(self, state: rule.PrecopyState) -> str:
-        action = self.s.migration.timeout_action
+        action = self._timeout_action()
         self.log("source", "timeout", action)
         if action == "abort":
             self.m.failure = "timeout"
@@ -281,6 +292,9 @@ class MigrationRun:
             state.dirty_until_s = state.t_s
             return "paused"
         return "postcopy"
+
+    def _timeout_action(self) -> str:
+        return self.s.migration.timeout_action
 
     # -- the link as this migration sees it: constant here; a fleet overrides these (sim/fleet.py) ---
     def _live_rates(self) -> tuple[float, float, float]:
@@ -449,6 +463,14 @@ def predict(scenario: Scenario, seed: int = 0, max_events: int = SIM_EVENTS) -> 
     return _run(scenario, seed, max_events).record(seed)
 
 
+class PolicyRun(PolicyMixin, MigrationRun):
+    """A single migration under its scenario's orchestrator (sim/policy.py)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._policy_setup()
+
+
 def _run(scenario: Scenario, seed: int, max_events: int) -> MigrationRun:
     env = simpy.Environment()
     rng = np.random.default_rng(seed) if _needs_rng(scenario) else None
@@ -459,7 +481,8 @@ def _run(scenario: Scenario, seed: int, max_events: int) -> MigrationRun:
                                 max_events, raise_with)
     if switch is not None and switch.warmup_s() > 0:
         env.run(until=switch.warmup_s())
-    run = MigrationRun(env, scenario, switch, dirty_model_for(scenario.vm), LinkRates.for_scenario(scenario))
+    kind = PolicyRun if scenario.policy.active else MigrationRun
+    run = kind(env, scenario, switch, dirty_model_for(scenario.vm), LinkRates.for_scenario(scenario))
     run_within(env, env.process(run.run()), max_events, raise_with, () if switch is None else (switch,))
     return run
 

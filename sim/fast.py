@@ -44,7 +44,7 @@ FIELDS = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.ze
           "migration.max_downtime_ms", "migration.bandwidth_mib_s", "migration.switchover_rule",
           "migration.timeout_s", "port_profile.type", "overheads.begin_ms", "overheads.prepare_ms",
           "overheads.setup_ms", "overheads.handshake_ms", "overheads.finish_ms", "overheads.resume_ms",
-          "overheads.confirm_ms", "overheads.announce_ms")
+          "overheads.confirm_ms", "overheads.announce_ms", "policy.orchestrator")
 # the record's columns that identify a run rather than describe it: the caller fills them
 IDENTITY = ("scenario_id", "engine", "seed", "scenario_name")
 # what a migration that never converges does not reach: 0 in its record (engine.MigrationRun.record)
@@ -69,7 +69,9 @@ def eligible(columns: Mapping[str, Any]) -> np.ndarray:
                       # a sweep's syncs go to the SimPy engine, the reference
                       & (np.asarray(columns["vm.dirty.pattern"]) == "random")
                       & (np.asarray(columns["port_profile.type"]) == "none")
-                      & (np.asarray(columns["migration.timeout_s"]) == 0))
+                      & (np.asarray(columns["migration.timeout_s"]) == 0)
+                      # an orchestrator's monitor acts mid-migration: the SimPy engine's (sim/policy.py)
+                      & (np.asarray(columns["policy.orchestrator"]) == "none"))
 
 
 def inputs(base: Scenario, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:

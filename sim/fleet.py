@@ -57,6 +57,7 @@ from ..models.phases import Phase
 from ..models.units import bytes_s_to_mib_s, mib_s_to_bytes_s, ms_to_s, s_to_ms
 from .bandwidth import max_min_rates
 from .engine import LinkRates, MigrationRun, check_background_budget, first_pass_s, run_within
+from .policy import PolicyMixin
 from .switch import Switch
 
 
@@ -417,6 +418,14 @@ class ConnectionLost(Exception):
     """Raised inside a migration's process when its link stayed down past the keepalive."""
 
 
+class FleetPolicyRun(PolicyMixin, FleetMigrationRun):
+    """A fleet's migration under its orchestrator's monitor loop (sim/policy.py)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._policy_setup()
+
+
 _RAISE_WITH = "raise it with plan.max_events"
 
 
@@ -516,7 +525,8 @@ class FleetRun:
     def _migrate(self, i: int):
         vm = self.fleet.vms[i]
         hosts = self.fleet.hosts
-        run = FleetMigrationRun(self.env, vm, self.network, self.switches.get(hosts[vm.destination].switch),
+        kind = FleetPolicyRun if vm.scenario.policy.active else FleetMigrationRun
+        run = kind(self.env, vm, self.network, self.switches.get(hosts[vm.destination].switch),
                                 self.switches.get(hosts[vm.source].switch))
         self.runs[i] = run
         process = self.env.process(run.run())

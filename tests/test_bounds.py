@@ -34,7 +34,9 @@ def error_line(argv: list[str], capsys) -> str:
 
 
 def nested(path: str, value) -> dict:
-    out: dict = {}
+    # an orchestrator's setting is one only under that orchestrator (models/policy/)
+    parts = path.split(".")
+    out: dict = {"policy": {"orchestrator": parts[1]}} if parts[0] == "policy" and len(parts) == 3 else {}
     table = out
     *parents, leaf = path.split(".")
     for part in parents:

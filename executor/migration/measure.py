@@ -101,6 +101,10 @@ class Observations:
     # what the executor's watchdog did: "" | "timeout" | "give-up"
     watchdog: str = ""
     watchdog_s: float = NAN
+    # the orchestrator's deadline action when its monitor fired ("" : the scenario's timeout_action)
+    watchdog_action: str = ""
+    # the orchestrator's monitor: (seconds after the call, "downtime" | a deadline action, ms or 0)
+    policy_actions: tuple[tuple[float, str, float], ...] = ()
     completed: JobInfo = field(default_factory=JobInfo)
     samples: tuple[tuple[float, JobInfo], ...] = ()
     events: tuple[DomainEvent, ...] = ()
@@ -179,7 +183,7 @@ def failure_text(obs: Observations) -> str:
     apart. A source daemon that died under the call took this client's connection with it: a new
     connection that reaches it says it was restarted. A failure after the destination's Finish began
     and before it resumed the guest is Finish's (its QEMU gone, say)."""
-    if obs.watchdog == "timeout" and obs.scenario.migration.timeout_action == "abort":
+    if obs.watchdog == "timeout" and timeout_action(obs) == "abort":
         return "timeout"
     if obs.watchdog == "give-up":
         return "not-converged"
@@ -208,11 +212,15 @@ def _failed_in_finish(log_events: Iterable[LogEvent]) -> bool:
     return "finish" in names and "start cpus" not in names
 
 
+def timeout_action(obs: Observations) -> str:
+    return obs.watchdog_action or obs.scenario.migration.timeout_action
+
+
 def build_record(obs: Observations) -> MigrationRecord:
     s = obs.scenario
     tl = _Timeline(obs)
     failure = failure_text(obs)
-    forced = s.migration.timeout_action if obs.watchdog == "timeout" and not failure else ""
+    forced = timeout_action(obs) if obs.watchdog == "timeout" and not failure else ""
     done = final_job_stats(obs.completed, obs.samples)
 
     active = tl.qemu_status("source", "active")
@@ -288,6 +296,9 @@ def build_record(obs: Observations) -> MigrationRecord:
         live_start_s=active,
         watchdog=obs.watchdog,
         watchdog_s=obs.watchdog_s - obs.t0_s,
+        policy=s.policy.orchestrator if s.policy.active else "",
+        policy_time_scale=s.policy.time_scale,
+        policy_actions=[list(a) for a in obs.policy_actions],
         error=obs.error,
         error_code=obs.error_code,
         error_domain=obs.error_domain,

@@ -17,20 +17,22 @@ client does (the testbed: UNIX sockets here, TCP between the hosts).
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ...models.policy import may_postcopy
 from ...models.record import MigrationRecord
 from ...models.scenario import Scenario
 from ..vdp.faults import StuckVsi, diagnose, qbg_instance_ids
 from .daemon_log import LogEvent, LogTail, parse_log
 from .events import DomainEvent, EventRecorder, ensure_event_loop
+from .job_thread import JobThread
 from .jobinfo import JOB_COMPLETED, JobInfo
 from .measure import Observations, PortObservation, build_record
+from .policy_monitor import PolicyMonitor, initial_downtime_ms
 from .sampler import JobSampler
 
 # a migration without a timeout that is still in pre-copy after this long is given up on
@@ -110,32 +112,18 @@ def migration_call(scenario: Scenario, ends: Endpoints) -> tuple[dict[str, Any],
         flags |= libvirt.VIR_MIGRATE_PERSIST_DEST
     if mig.undefine_source:
         flags |= libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-    if mig.timeout_s > 0 and mig.timeout_action == "postcopy":
+    if (mig.timeout_s > 0 and mig.timeout_action == "postcopy") or may_postcopy(scenario.policy):
         flags |= libvirt.VIR_MIGRATE_POSTCOPY
     return params, flags
 
 
-class _Watchdog:
+class _Watchdog(JobThread):
     """virsh's timeout handling, on the client: one thread that acts once when its time comes."""
 
     def __init__(self, dom: Any, scenario: Scenario, give_up_s: float) -> None:
-        self.dom = dom
+        super().__init__(dom, "migration-watchdog")
         mig = scenario.migration
         self.timeout_s, self.action, self.give_up_s = mig.timeout_s, mig.timeout_action, give_up_s
-        self.fired = ""
-        self.fired_at_s = float("nan")
-        self.error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="migration-watchdog", daemon=True)
-        self.t0_s = 0.0
-
-    def start(self, t0_s: float) -> None:
-        self.t0_s = t0_s
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         import libvirt
@@ -340,16 +328,19 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
         tails = {"source": LogTail(ends.src_log), "destination": LogTail(ends.dst_log)}
         lldpad_tails = {"source": LogTail(ends.src_lldpad_log), "destination": LogTail(ends.dst_lldpad_log)}
         instance_ids = qbg_instance_ids(dom.XMLDesc(0))
-        dom.migrateSetMaxDowntime(round(scenario.migration.max_downtime_ms))
+        dom.migrateSetMaxDowntime(round(initial_downtime_ms(scenario)))
         params, flags = migration_call(scenario, ends)
         watched = watch.lookupByUUIDString(uuid)
         sampler = JobSampler(watched, on_sample=on_sample)
         watchdog = _Watchdog(watched, scenario, give_up_s)
+        monitor = PolicyMonitor(watched, scenario, memory_mib) if scenario.policy.active else None
 
         error, code, domain_code = "", 0, 0
         t0 = time.time()
         sampler.start()
         watchdog.start(t0)
+        if monitor:
+            monitor.start(t0)
         try:
             if scenario.migration.mode == "p2p":
                 dom.migrateToURI3(ends.p2p_dst_uri or ends.dst_uri, params, flags)
@@ -360,7 +351,11 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
             error, code, domain_code = str(exc), exc.get_error_code(), exc.get_error_domain()
         t_end = time.time()
         watchdog.stop()
+        if monitor:
+            monitor.stop()
         samples = sampler.stop()
+        # the orchestrator's deadline, when it came first, is the run's timeout
+        acted = monitor if monitor and monitor.fired else watchdog
 
         if not error:
             recorders[0].wait_for("job completed", SETTLE_S)
@@ -388,7 +383,9 @@ def migrate(scenario: Scenario, ends: Endpoints, domain: str, *,
             scenario=scenario, mode=scenario.migration.mode, t0_s=t0, t_end_s=t_end,
             error=error, error_code=code, error_domain=domain_code, destination_reachable=reachable,
             source_reachable=source_reachable, source_state=source_state or _state_name(dom),
-            watchdog=watchdog.fired, watchdog_s=watchdog.fired_at_s,
+            watchdog=acted.fired, watchdog_s=acted.fired_at_s,
+            watchdog_action=monitor.action if acted is monitor else "",
+            policy_actions=tuple(monitor.actions) if monitor else (),
             completed=completed, samples=tuple(samples),
             events=tuple(sorted(events, key=lambda e: e.t_s)),
             log_events=tuple(sorted(log_events, key=lambda e: e.t_s)), rtt_ms=ends.rtt_ms, port=port,

@@ -54,7 +54,9 @@ def describe_scenario(s: Scenario) -> str:
             f"  link {s.link.bandwidth_mbit_s:g} Mbit/s x {s.link.efficiency:g} = {line_mib_s:.0f} MiB/s, "
             f"RTT {s.link.rtt_ms:g} ms; migration cap {cap}\n"
             f"  max downtime {s.migration.max_downtime_ms:g} ms, rule {s.migration.switchover_rule}, "
-            f"overheads {s.overheads.profile}; port profile {port}")
+            f"overheads {s.overheads.profile}; port profile {port}"
+            + (f"\n  policy {s.policy.orchestrator}: its monitor loop changes the max downtime and acts at "
+               f"its deadlines (its clock x {s.policy.time_scale:g})" if s.policy.active else ""))
 
 
 def _verdict(r: MigrationRecord) -> str:
