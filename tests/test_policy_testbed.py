@@ -90,7 +90,9 @@ def test_nova_steps_reach_qemu_at_the_step_times_and_the_timeout_aborts(tb):
         # the first poll past the step (every 5 ms), the libvirt call, and the watcher's 20 ms period
         assert step_s <= t_s < step_s + 0.15, (value, t_s, step_s)
     assert (r.failure, r.converged, r.extra["watchdog"]) == ("timeout", False, "timeout")
-    assert 1600 * SCALE <= r.extra["watchdog_s"] < 1600 * SCALE + 0.15
+    # the abort took effect: libvirt's call returned (its own clock, not the monitor's) after the
+    # completion timeout, the monitor having acted first
+    assert 1600 * SCALE <= r.extra["watchdog_s"] <= r.total_time_s < 1600 * SCALE + 1.0, r.total_time_s
     assert (r.extra["policy"], r.extra["policy_time_scale"]) == ("nova", SCALE)
     # the simulator polls the same functions: its changes come at the same times (its polls are cut
     # to QEMU's next 100 ms check under a bandwidth cap)
@@ -161,7 +163,7 @@ def test_kubevirt_aborts_past_its_completion_time(tb):
     # 128 MiB = 0.134 GB, rounded up to 1: 150 x 1 = 150 s; int(elapsed) > 150 from 151 s: 3.02 s here
     r = m.record
     assert (r.failure, r.extra["watchdog"], r.extra["policy"]) == ("timeout", "timeout", "kubevirt")
-    assert 151 * scale <= r.extra["watchdog_s"] < 151 * scale + 0.15
+    assert 151 * scale <= r.extra["watchdog_s"] <= r.total_time_s < 151 * scale + 1.0, r.total_time_s
     assert changes == []  # KubeVirt leaves the downtime alone
     predicted_s = next(e.t_s for e in prediction.events if e.name == "timeout")
     assert prediction.record.failure == "timeout" and abs(predicted_s - r.extra["watchdog_s"]) < 0.15
