@@ -32,15 +32,17 @@ def worked_example():
     return make(vm={"dirty": {"rate_mib_s": WORKED_DIRTY_MIB_S}}, overheads={"profile": "none"})
 
 
-def fresh_testbed(bed, guest: str):
+def fresh_testbed(bed, guest: str | None = None):
     """A module's testbed: brought up from nothing (whatever a crashed run left is taken down first),
-    and down again after the module, its guest destroyed first. Use with `yield from`."""
+    and down again after the module, its guest (if it names one) destroyed first. Use with
+    `yield from`."""
     bed.down()
     bed.up()
     try:
         yield bed
     finally:
-        bed.destroy_guest(guest)
+        if guest is not None:
+            bed.destroy_guest(guest)
         bed.down()
 
 

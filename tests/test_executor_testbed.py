@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import assert_source_keeps_running, fresh_testbed
+
 pytestmark = [
     pytest.mark.testbed,
     pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root (namespaces, mounts, veth)"),
@@ -56,11 +58,7 @@ profile = "{{profile}}"
 def tb():
     from pausecast.executor.testbed.hosts import Testbed
 
-    bed = Testbed(state_dir=STATE_DIR, bandwidth_mbit_s=1000)
-    bed.down()
-    bed.up()
-    yield bed
-    bed.down()
+    yield from fresh_testbed(Testbed(state_dir=STATE_DIR, bandwidth_mbit_s=1000))
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +79,6 @@ def _cli(capsys, *argv: str) -> tuple[int, str]:
 
     code = main(list(argv))
     return code, capsys.readouterr().out
-
-
-def assert_source_keeps_running(tb, name: str) -> None:
-    """libvirt says the guest runs on the source, and the guest itself says so: its clock and its
-    page counter advance in its serial log."""
-    import libvirt
-
-    from pausecast.executor.testbed.guest_domain import read_progress
-
-    dom = tb.connect("pc-src").lookupByName(name)
-    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-    before = read_progress(tb.serial_log(name))[-1]
-    time.sleep(0.8)
-    after = read_progress(tb.serial_log(name))[-1]
-    assert after.ms > before.ms and after.pages > before.pages
 
 
 # ------------------------------------------------------------------------------- migrations

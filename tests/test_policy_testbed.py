@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import fresh_testbed
+
 pytestmark = [
     pytest.mark.testbed,
     pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root (namespaces, mounts, veth)"),
@@ -50,11 +52,7 @@ SCALE = 0.01
 def tb():
     from pausecast.executor.testbed.hosts import Testbed
 
-    bed = Testbed(state_dir=STATE_DIR, bandwidth_mbit_s=1000)
-    bed.down()
-    bed.up()
-    yield bed
-    bed.down()
+    yield from fresh_testbed(Testbed(state_dir=STATE_DIR, bandwidth_mbit_s=1000))
 
 
 def _watch_max_downtime(tb, name: str, stop: threading.Event, seen: list[tuple[float, int]]) -> None:
