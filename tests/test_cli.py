@@ -52,6 +52,9 @@ def test_every_example_predicts(path, capsys):
     (["predict", "--set", "link.speed=10"], "link.speed = 10: unknown key; valid keys: bandwidth_mbit_s"),
     (["predict", "--set", "migration.switchover_rule=fast"], "allowed: qemu | pass-end"),
     (["predict", "/no/such/file.toml"], "cannot be read"),
+    # argparse's own refusals: a value that looks like an option, an unknown command
+    (["predict", "--set", "-x"], "argument --set: expected one argument"),
+    (["nosuch"], "invalid choice: 'nosuch'"),
 ])
 def test_bad_input_is_one_line_and_exit_2_without_traceback(args, needle):
     done = run_cli(*args)

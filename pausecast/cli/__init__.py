@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ..models.errors import ScenarioError
 from ..runs import provenance
@@ -56,7 +57,7 @@ EXTRA_MODULES = {"executor": ("libvirt", "pyroute2")}
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser listing every command; only `command` (a name in COMMANDS) gets its arguments, and
     only its module is imported."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="pausecast",
         description="Predict, then measure, how long a VM is frozen when libvirt live-migrates it "
                     "(protocol v3: Begin, Prepare, Perform, Finish, Confirm).",
@@ -68,6 +69,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if c.name == command:
             importlib.import_module(f".{c.module}", __package__).register(p)
     return parser
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse's refusals in pausecast's one-line form (usage and all on one line, exit code 2), as
+    every other input error is: scripts and sweeps read a single line. Subcommands' parsers inherit
+    it (add_subparsers makes its parsers of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"pausecast: error: {self.prog}: {message} (see '{self.prog} --help')\n")
 
 
 class _PrintVersion(argparse.Action):
