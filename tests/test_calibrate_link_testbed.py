@@ -81,7 +81,9 @@ def test_the_fitted_link_predicts_a_held_out_link_bound_point_better_than_the_de
     assert measured.migrated and not measured.failure
     fitted = predict(held_out)
     defaults = predict(held_out.replace(link=LinkSpec(bandwidth_mbit_s=300, rtt_ms=0.05)))
-    assert held_out.link.efficiency < 1.0 and held_out.link.socket_backlog_mib > 0
+    # the backlog (1.3-1.8 MiB seen with `ss`) is a small share of a 26-31 MiB final copy: its
+    # standard error is larger than it, and a fit may clamp it to 0; the efficiency is what binds here
+    assert held_out.link.efficiency < 1.0
     for field in ("pause_window_ms", "final_copy_ms", "precopy_time_s", "total_time_s"):
         got, before, after = (getattr(r, field) for r in (measured, defaults, fitted))
         print(f"{field}: measured {got:.4g}, defaults {before:.4g}, fitted {after:.4g}")

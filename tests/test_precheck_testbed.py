@@ -62,6 +62,8 @@ ITERATIONS_BOUND = 3
 # `ss -tmi` at 300 Mbit/s: a write queue of 1.2-1.7 MB plus up to 136 KB in tbf, 1.3-1.8 MiB; the base
 # scenario (link.socket_backlog_mib) takes the middle, as it takes calibrated overheads
 SOCKET_BACKLOG_MIB = 1.55
+# the lowest share of the 300 Mbit/s tbf link a live phase got here (0.87), less a margin (_slower_link_s)
+LOWEST_LINK_SHARE_SEEN = 0.85
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +167,19 @@ def _total_bounds_s(scenario, measured, predicted) -> tuple[float, float]:
 
     either = TOTAL_TARGET * measured.total_time_s + _check_s(scenario)
     stretch_s = sum(max(0.0, _phase_s(measured, p) - _phase_s(predicted, p)) for p in FIXED_PHASES)
-    return either, either + stretch_s
+    return either, either + stretch_s + _slower_link_s(scenario, predicted)
+
+
+def _slower_link_s(scenario, predicted) -> float:
+    """Above only, on a link-bound shape: the live phase at the lowest share of the tbf link seen here.
+    testbed-small.toml's 0.955 was measured in an earlier session; later ones measured 0.87-0.89 at
+    300 Mbit/s (2026-12-03: 9.02 s where 0.955 said 8.34), and this machine's calibration cannot tell it
+    (its 1000 Mbit/s runs are bound by QEMU's sender, pausecast/analysis/link_fit.py)."""
+    from pausecast.sim.engine import LinkRates
+
+    if not LinkRates.for_scenario(scenario).link_bound:
+        return 0.0
+    return predicted.precopy_time_s * (scenario.link.efficiency / LOWEST_LINK_SHARE_SEEN - 1.0)
 
 
 def _pause_bounds_ms(scenario, measured, predicted) -> tuple[float, float]:

@@ -10,7 +10,10 @@ rate L (bytes/s) that sent W bytes live and had w bytes pending at the stop:
     unshaped, uncapped      precopy_s = q W            final_copy_s = q w
     unshaped, capped                                   final_copy_s = q w
 
-(a capped live phase runs at the cap, which says nothing about the link). Each row is weighted by
+(a capped live phase runs at the cap, which says nothing about the link; nor does a shaped link's
+live phase when the machine's sender moved less than the line rate live on the unshaped path: with the
+guest's vCPUs and QEMU's thread sharing a small host's cores, the sender binds it there, and only the
+shaped runs' stop-and-copies, the guest stopped, tell the link's share). Each row is weighted by
 1 / max(measured, FLOOR_S), so that a long phase does not drown the short ones: the residuals are
 relative. The spreads are one standard error, from the weighted residuals (s^2 (A'A)^-1), carried to
 efficiency = 1/u, backlog = v/u and sender = 1/q to first order.
@@ -92,15 +95,17 @@ def fit_link(runs: Sequence[LinkRun]) -> LinkFit:
     def phase(coefficients: dict[str, float], seconds: float) -> None:
         rows.append((coefficients, seconds, 1.0 / max(seconds, FLOOR_S)))
 
+    sender_live_bytes_s = _sender_live_bytes_s(runs)
     for r in runs:
         # seconds per byte of the live stream, as QEMU measured it: u / L or q (relative weight)
         per_byte = 1.0 / r.stream_bytes_s if r.stream_bytes_s > 0 else math.nan
         if r.shaped_mbit_s > 0:
             line = mbit_s_to_bytes_s(r.shaped_mbit_s)
             if not r.capped:
-                phase({"u": r.live_wire_bytes / line}, r.precopy_s)
+                if sender_live_bytes_s > line:
+                    phase({"u": r.live_wire_bytes / line}, r.precopy_s)
+                    rows.append(({"u": 1.0 / line}, per_byte, 1.0 / per_byte))
                 phase({"u": r.final_wire_bytes / line, "v": 1.0 / line}, r.final_copy_s)
-                rows.append(({"u": 1.0 / line}, per_byte, 1.0 / per_byte))
             else:
                 phase({"u": r.final_wire_bytes / line}, r.final_copy_s)
         else:
@@ -144,6 +149,15 @@ def fit_link(runs: Sequence[LinkRun]) -> LinkFit:
         values["sender_mib_s"] = 1.0 / mib_s_to_bytes_s(q) if q > 0 else math.nan
         spreads["sender_mib_s"] = math.sqrt(var["q"]) / q**2 / mib_s_to_bytes_s(1.0) if q > 0 else math.nan
     return LinkFit(values, spreads, not_fitted, len(b), tuple(float(e) for e in residuals))
+
+
+def _sender_live_bytes_s(runs: Sequence[LinkRun]) -> float:
+    """The fastest live phase on an unshaped path (inf without one): the sender's live rate on this
+    machine. A shaped link at or above it cannot have bound a live phase, which then measures the
+    sender (its vCPUs and QEMU's thread sharing the host's cores), not the link's share."""
+    rates = [r.live_wire_bytes / r.precopy_s for r in runs
+             if r.shaped_mbit_s <= 0 and not r.capped and r.precopy_s > 0]
+    return max(rates) if rates else math.inf
 
 
 def _not_fitted(runs: Sequence[LinkRun], columns: list[str]) -> dict[str, str]:
