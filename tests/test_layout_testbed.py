@@ -1,8 +1,7 @@
 """Where the zero pages lie (`vm.zero_page_layout`), held to real migrations on the testbed: the test
 guest with its written pages spread through RAM, and with them together low and the RAM above never
 touched, each predicted with its own layout on this machine's calibration (its fixed costs and
-its [link]). Root only; about two
-minutes after the session's calibration (each point three times).
+its [link]). Root only; about two minutes after the session's calibration (each point three times).
 
 The points have 128 MiB written; three are cap-bound (64 MiB/s, so a threshold of ~20 MB = 4,915
 pages, the first pass ~2 s), one written-low point link-bound (300 Mbit/s, no cap: ~10.7 MB). Written-
