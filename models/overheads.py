@@ -32,7 +32,8 @@ DEFAULT_PROFILE_MS = {
 NO_OVERHEADS_MS = dict.fromkeys(OVERHEAD_FIELDS, 0.0)
 # what a calibrated profile may also say about the link between its hosts ([link]): the scenario's
 # [link] takes them where it does not set them itself (models/files.py)
-LINK_PROFILE_FIELDS = ("efficiency", "socket_backlog_mib", "sender_mib_s")
+LINK_PROFILE_FIELDS = ("efficiency", "final_copy_efficiency", "socket_backlog_mib", "sender_mib_s",
+                       "final_copy_sender_mib_s")
 
 
 def load_overheads_profile(profile: str) -> dict[str, float]:

@@ -78,6 +78,13 @@ class LinkSpec:
     # the sender (a veth, a fast NIC) it bounds an uncapped live phase and the stop-and-copy, and the
     # link's queue stays empty (no backlog). 0: unbounded, the link binds. `pausecast calibrate` fits it
     sender_mib_s: float = spec(0.0, lo=0.0, least=lim.SENDER_MIN_MIB_S, most=lim.SENDER_MIB_S, off=0.0)
+    # the stop-and-copy's own share of the line rate and its sender's rate, 0: as `efficiency` and
+    # `sender_mib_s`. They differ where the live phase shares the host's CPUs with the running guest
+    # and the stop-and-copy does not: measured 0.83-0.92 of a tbf link against a live sender of 60-67
+    # MiB/s on a 2-core testbed (pausecast/analysis/link_fit.py). `pausecast calibrate` fits both
+    final_copy_efficiency: float = spec(0.0, lo=0.0, hi=1.0, least=lim.EFFICIENCY, off=0.0)
+    final_copy_sender_mib_s: float = spec(0.0, lo=0.0, least=lim.SENDER_MIN_MIB_S, most=lim.SENDER_MIB_S,
+                                          off=0.0)
 
 
 @dataclass(frozen=True)

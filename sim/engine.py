@@ -23,7 +23,7 @@ from ..models.limits import SIM_EVENTS, SWITCH_BACKLOG
 from ..models.phases import Phase, network_outage_s
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario, SwitchSpec
-from ..models.stream import stream_rates
+from ..models.stream import scenario_rates
 from ..models.units import mib_to_bytes, mib_to_pages, ms_to_s, s_to_ms
 from .policy import PolicyMixin
 from .switch import LibvirtView, Switch
@@ -55,8 +55,7 @@ class LinkRates:
 
     @classmethod
     def for_scenario(cls, scenario: Scenario) -> LinkRates:
-        r = stream_rates(scenario.link.bandwidth_mbit_s, scenario.link.efficiency,
-                         scenario.link.sender_mib_s, scenario.migration.bandwidth_mib_s)
+        r = scenario_rates(scenario)
         return cls(r.live_bytes_s, r.final_bytes_s, r.cap_bound, r.link_bound)
 
 

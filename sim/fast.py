@@ -40,7 +40,8 @@ FIELDS = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.ze
           "vm.device_state_mib",
           "vm.dirty.model", "vm.dirty.rate_mib_s", "vm.dirty.hot_set_mib", "vm.dirty.hot_rate_mib_s",
           "vm.dirty.cold_rate_mib_s", "vm.dirty.pattern", "link.bandwidth_mbit_s", "link.efficiency",
-          "link.rtt_ms", "link.socket_backlog_mib", "link.sender_mib_s",
+          "link.rtt_ms", "link.socket_backlog_mib", "link.sender_mib_s", "link.final_copy_efficiency",
+          "link.final_copy_sender_mib_s",
           "migration.max_downtime_ms", "migration.bandwidth_mib_s", "migration.switchover_rule",
           "migration.timeout_s", "port_profile.type", "overheads.begin_ms", "overheads.prepare_ms",
           "overheads.setup_ms", "overheads.handshake_ms", "overheads.finish_ms", "overheads.resume_ms",
@@ -154,7 +155,8 @@ class _Migrations:
                                       mib_s_to_pages_s(c["vm.dirty.cold_rate_mib_s"], page), self.written)
         # engine.LinkRates.for_scenario
         r = stream_rates(c["link.bandwidth_mbit_s"], c["link.efficiency"], c["link.sender_mib_s"],
-                         c["migration.bandwidth_mib_s"])
+                         c["migration.bandwidth_mib_s"], c["link.final_copy_efficiency"],
+                         c["link.final_copy_sender_mib_s"])
         self.live_rate, self.final_rate, self.cap_bound = r.live_bytes_s, r.final_bytes_s, r.cap_bound
         self.queue_empty = np.logical_not(r.link_bound)
 

@@ -72,9 +72,11 @@ CALIBRATION_STATE_DIR = Path("/var/lib/pausecast-testbed-calibration")
 
 @pytest.fixture(scope="session")
 def machine_overheads(tmp_path_factory) -> Path:
-    """An overheads profile measured on this machine, once per session (`pausecast calibrate
-    --testbed`, the README's way): a calibration belongs to the machine it was measured on, so the
-    testbed tests predict with this one, never with a profile from another machine."""
+    """A profile measured on this machine, once per session (`pausecast calibrate --testbed`, the
+    README's way): its fixed costs and its [link]. A calibration belongs to the machine it was measured
+    on, so the testbed tests predict with this one, never with a profile from another machine:
+    `on_this_machine` takes its fixed costs; a scenario naming it as [overheads] profile also takes
+    its [link] where its own [link] is silent."""
     from pausecast.cli import main
     from pausecast.executor.testbed.hosts import Testbed
 
@@ -83,8 +85,7 @@ def machine_overheads(tmp_path_factory) -> Path:
     bed = Testbed(state_dir=CALIBRATION_STATE_DIR)
     bed.down()
     try:
-        # the fixed costs only: the link fit has its own test (test_calibrate_link_testbed.py)
-        code = main(["calibrate", "--testbed", "--overheads-only", "--state-dir", str(CALIBRATION_STATE_DIR),
+        code = main(["calibrate", "--testbed", "--state-dir", str(CALIBRATION_STATE_DIR),
                      "--out", str(profile), "--results", str(out / "results")])
     finally:
         bed.down()

@@ -14,6 +14,7 @@ from pausecast.cli import main
 from pausecast.models.record import REQUIRED_COLUMNS
 from pausecast.runs import provenance
 
+from .test_bounds import EXAMPLES
 from .test_scenario import SINGLE_VM_EXAMPLES
 
 
@@ -28,6 +29,16 @@ def test_predict_default_shows_convergence_times_and_the_pause_breakdown(capsys)
     for needle in ("converged        yes, after 5 iterations", "pause window", "final copy", "Finish work",
                    "association", "resume", "network outage", "phase timeline", "confirm"):
         assert needle in out
+
+
+def test_predict_shows_the_streams_rates_where_a_sender_or_final_copy_figure_sets_them(capsys):
+    # 1000 Mbit/s x 0.955 = 113.8 MiB/s, a 60 MiB/s sender, a 32 MiB/s cap: live min(113.8, 60, 32);
+    # the stop-and-copy uncapped, min(1000 Mbit/s x 0.85 = 101.3 MiB/s, 60)
+    assert main(["predict", str(EXAMPLES / "testbed-small.toml"), "--set", "link.sender_mib_s=60",
+                 "--set", "link.final_copy_efficiency=0.85"]) == 0
+    assert "stream live 32 MiB/s, stop-and-copy 60 MiB/s" in capsys.readouterr().out
+    assert main(["predict", str(EXAMPLES / "testbed-small.toml")]) == 0
+    assert "stream live" not in capsys.readouterr().out
 
 
 def test_predict_json_is_the_record(capsys):

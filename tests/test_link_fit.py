@@ -14,8 +14,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pausecast.analysis.link_fit import LinkRun, fit_link, fit_link_runs
-from pausecast.cli.calibrate import idle_scenario, link_scenarios
+from pausecast.analysis.link_fit import LinkRun, fit_link, fit_link_runs, link_bound_live
+from pausecast.cli.calibrate import below_the_sender, idle_scenario, link_scenarios
 from pausecast.models.files import scenario_from_dict
 from pausecast.models.stream import stream_rates
 from pausecast.sim import predict
@@ -30,18 +30,25 @@ def _measured_like(scenario, truth: dict, rng: np.random.Generator, noise: float
 
 
 @settings(max_examples=12, deadline=None)
-@given(efficiency=st.floats(0.85, 1.0), backlog_mib=st.floats(0.5, 8.0),
-       sender_mib_s=st.floats(300.0, 2000.0), noise=st.sampled_from([0.0, 0.005, 0.01]),
-       seed=st.integers(0, 2**16))
-def test_the_fit_recovers_the_link_the_records_were_made_with(efficiency, backlog_mib, sender_mib_s,
-                                                              noise, seed):
-    truth = {"efficiency": efficiency, "socket_backlog_mib": backlog_mib, "sender_mib_s": sender_mib_s}
+@given(efficiency=st.floats(0.85, 1.0), final_copy_efficiency=st.floats(0.7, 1.0),
+       backlog_mib=st.floats(0.5, 8.0), sender_mib_s=st.floats(300.0, 2000.0),
+       noise=st.sampled_from([0.0, 0.005, 0.01]), seed=st.integers(0, 2**16))
+def test_the_fit_recovers_the_link_the_records_were_made_with(efficiency, final_copy_efficiency, backlog_mib,
+                                                              sender_mib_s, noise, seed):
+    # one sender rate for both phases: on the veth the model switches over at the setup sync (50 ms
+    # live), too short a live phase to tell a live sender from a stop-and-copy one in its records (the
+    # hand-made rows below tell them apart)
+    truth = {"efficiency": efficiency, "final_copy_efficiency": final_copy_efficiency,
+             "socket_backlog_mib": backlog_mib, "sender_mib_s": sender_mib_s,
+             "final_copy_sender_mib_s": sender_mib_s}
     rng = np.random.default_rng(seed)
     idle = idle_scenario(None)
     runs = [(s, _measured_like(s, truth, rng, noise), shaped, math.nan)
             for s, shaped in [(idle, True), (idle, True), *link_scenarios(idle)]]
     fit = fit_link_runs(runs, predict)
-    assert not fit.not_fitted
+    # the model's records carry no bytes measured at the stop
+    assert set(fit.not_fitted) == {"final_copy_sender_mib_s"}
+    del truth["final_copy_sender_mib_s"]
     for key, true in truth.items():
         got, se = fit.values[key], fit.spreads[key]
         assert math.isfinite(got) and math.isfinite(se)
@@ -50,37 +57,70 @@ def test_the_fit_recovers_the_link_the_records_were_made_with(efficiency, backlo
 
 
 def test_a_backlog_is_fitted_only_where_a_shaped_link_bound_a_run():
-    """Real hosts (no shaped link): only the stream's top rate can be fitted, and the fit says why not
-    the rest. The rows: a run that sent 100 MB live in 0.5 s and its last 10 MB in 50 ms (200 MB/s)."""
-    runs = [LinkRun(shaped_mbit_s=0.0, capped=False, precopy_s=0.5, final_copy_s=0.05,
+    """Real hosts (no shaped link): only the sender's rates can be fitted, and the fit says why not the
+    rest. The rows: a run that sent 100 MB live in 0.5 s (200 MB/s) and its last 10 MB in 25 ms
+    (400 MB/s)."""
+    runs = [LinkRun(shaped_mbit_s=0.0, capped=False, precopy_s=0.5, final_copy_s=0.025,
                     live_wire_bytes=100e6, final_wire_bytes=10e6)]
     fit = fit_link(runs)
-    assert set(fit.not_fitted) == {"efficiency", "socket_backlog_mib"}
+    assert set(fit.not_fitted) == {"efficiency", "final_copy_efficiency", "socket_backlog_mib"}
     assert math.isclose(fit.values["sender_mib_s"], 200e6 / 2**20, rel_tol=1e-9)
-    assert set(fit.link_values()) == {"sender_mib_s"}
+    assert math.isclose(fit.values["final_copy_sender_mib_s"], 400e6 / 2**20, rel_tol=1e-9)
+    assert set(fit.link_values()) == {"sender_mib_s", "final_copy_sender_mib_s"}
 
 
-def test_a_shaped_link_faster_than_the_sender_is_fitted_from_its_stop_and_copy_only():
+def test_live_and_stop_and_copy_rates_are_fitted_apart_where_the_sender_is_slower_than_the_link():
     """This machine's case (2026-12-03): QEMU's sender, sharing two cores with the busy guest, moved
     60-67 MiB/s live on the veth and on the 1000 Mbit/s tbf link (119.2 MiB/s) alike, while the
-    stop-and-copy, the guest stopped, ran at 99-110 MiB/s through tbf. The live phase there measured the
-    sender, not the link's share: the shaped runs' stop-and-copies alone give efficiency and backlog.
-    Rows made by hand at efficiency 0.9 and a 2 MiB backlog, the live phases at 62 MiB/s."""
-    mib, line = 2**20, 1000e6 / 8
-    sender_live, final_rate = 62 * mib, 0.9 * line
-    runs = [LinkRun(shaped_mbit_s=1000, capped=False, precopy_s=150 * mib / sender_live,
-                    final_copy_s=(26 + 2) * mib / final_rate, live_wire_bytes=150 * mib,
-                    final_wire_bytes=26 * mib, stream_bytes_s=sender_live),
-            LinkRun(shaped_mbit_s=1000, capped=True, precopy_s=9.5, final_copy_s=8 * mib / final_rate,
+    stop-and-copy, the guest stopped, ran at 99-110 MiB/s through tbf. Rows made by hand: live phases
+    at 62 MiB/s where the sender binds, the tbf link's live share 0.95 and its stop-and-copy's 0.9, a
+    2 MiB backlog, a stop-and-copy sender of 400 MiB/s; the extra run (calibrate's `below_the_sender`)
+    on a 250 Mbit/s link that the sender outruns. Each parameter is told by its own rows, exactly."""
+    mib, line, slow = 2**20, 1000e6 / 8, 250e6 / 8
+    sender, final_sender = 62 * mib, 400 * mib
+    runs = [LinkRun(shaped_mbit_s=1000, capped=False, precopy_s=150 * mib / sender,
+                    final_copy_s=26 * mib / (0.9 * line), live_wire_bytes=150 * mib,
+                    final_wire_bytes=26 * mib, stream_bytes_s=sender),
+            LinkRun(shaped_mbit_s=1000, capped=True, precopy_s=9.5, final_copy_s=8 * mib / (0.9 * line),
                     live_wire_bytes=304 * mib, final_wire_bytes=8 * mib, stream_bytes_s=32 * mib),
-            LinkRun(shaped_mbit_s=0, capped=False, precopy_s=120 * mib / sender_live, final_copy_s=0.1,
-                    live_wire_bytes=120 * mib, final_wire_bytes=40 * mib, stream_bytes_s=sender_live)]
-    fit = fit_link(runs)
-    assert math.isclose(fit.values["efficiency"], 0.9, rel_tol=1e-9)
-    assert math.isclose(fit.values["socket_backlog_mib"], 2.0, rel_tol=1e-9)
-    # without the unshaped run to show the sender's live rate, the live phase counts as the link's and
-    # the same rows say the link gave far less than 0.9
-    assert fit_link(runs[:2]).values["efficiency"] < 0.8
+            LinkRun(shaped_mbit_s=0, capped=False, precopy_s=120 * mib / sender,
+                    final_copy_s=40 * mib / final_sender, live_wire_bytes=120 * mib,
+                    final_wire_bytes=40 * mib, stream_bytes_s=sender),
+            LinkRun(shaped_mbit_s=0, capped=True, precopy_s=9.5, final_copy_s=7 * mib / final_sender,
+                    live_wire_bytes=306 * mib, final_wire_bytes=7 * mib, stream_bytes_s=32 * mib)]
+    without_slower = fit_link(runs)
+    # no live phase was the link's: its live share and the backlog are not told, and say why
+    assert set(without_slower.not_fitted) == {"efficiency", "socket_backlog_mib"}
+    assert "62 MiB/s on 1000 Mbit/s" in without_slower.not_fitted["efficiency"]
+    assert math.isclose(without_slower.values["final_copy_efficiency"], 0.9, rel_tol=1e-9)
+    assert math.isclose(without_slower.values["sender_mib_s"], 62.0, rel_tol=1e-9)
+    assert math.isclose(without_slower.values["final_copy_sender_mib_s"], 400.0, rel_tol=1e-9)
+    below = LinkRun(shaped_mbit_s=250, capped=False, precopy_s=130 * mib / (0.95 * slow),
+                    final_copy_s=(5 + 2) * mib / (0.9 * slow), live_wire_bytes=130 * mib,
+                    final_wire_bytes=5 * mib, stream_bytes_s=0.95 * slow)
+    fit = fit_link([*runs, below])
+    assert not fit.not_fitted
+    for key, true in {"efficiency": 0.95, "final_copy_efficiency": 0.9, "socket_backlog_mib": 2.0,
+                      "sender_mib_s": 62.0, "final_copy_sender_mib_s": 400.0}.items():
+        assert math.isclose(fit.values[key], true, rel_tol=1e-9), key
+    # 62 MiB/s is 0.52 of 1000 Mbit/s: the sender's; 0.95 of 250 Mbit/s: the link's
+    assert not link_bound_live(runs[0]) and link_bound_live(below)
+
+
+def test_calibrate_adds_a_run_below_the_sender_only_where_the_sender_bound_the_shaped_link():
+    idle = idle_scenario(None)  # its shaped link: 1000 Mbit/s, 119.2 MiB/s
+    mib = 2**20
+
+    def shaped_live(mib_s: float) -> LinkRun:
+        return LinkRun(shaped_mbit_s=1000, capped=False, precopy_s=2.0, final_copy_s=0.25,
+                       live_wire_bytes=2.0 * mib_s * mib, final_wire_bytes=26 * mib)
+
+    # 0.87 of the line rate: the link's (LINK_BOUND_SHARE 0.75)
+    assert below_the_sender(idle, [shaped_live(104.0)]) is None
+    slower = below_the_sender(idle, [shaped_live(62.0)])
+    # half of 62 MiB/s is 260.1 Mbit/s, taken down to whole 10 Mbit/s
+    assert slower.link.bandwidth_mbit_s == 260.0 and slower.migration.bandwidth_mib_s == 0
+    assert predict(slower).converged
 
 
 def test_the_stream_rates_follow_the_slowest_of_link_sender_and_cap():
@@ -97,6 +137,12 @@ def test_the_stream_rates_follow_the_slowest_of_link_sender_and_cap():
     # 0 = unbounded sender: today's model
     r = stream_rates(1000.0, 1.0, 0.0, 0.0)
     assert r.final_bytes_s == 125e6 and r.link_bound
+    # the stop-and-copy at its own figures: 1000 Mbit/s x 0.85 = 106.25 MB/s under a 60 MiB/s live
+    # sender that binds the live phase (the link's queue stays empty), a 400 MiB/s one after
+    r = stream_rates(1000.0, 0.95, 60.0, 0.0, 0.85, 400.0)
+    assert r.live_bytes_s == 60 * mib and r.final_bytes_s == 1000e6 / 8 * 0.85 and not r.link_bound
+    r = stream_rates(40000.0, 1.0, 60.0, 0.0, 0.85, 400.0)
+    assert r.final_bytes_s == 400 * mib
 
 
 def test_a_sender_bound_pause_drains_no_backlog():

@@ -1,22 +1,28 @@
-"""The link's parameters fitted to measured runs: `link.efficiency`, `link.socket_backlog_mib` and
-`link.sender_mib_s` (models/stream.py), by least squares over every run's live phase and final copy.
+"""The link's parameters fitted to measured runs (models/stream.py): `link.efficiency` and
+`link.sender_mib_s` (the live phase's), `link.final_copy_efficiency` and `link.final_copy_sender_mib_s`
+(the stop-and-copy's), and `link.socket_backlog_mib`, by least squares over every run's live phase and
+final copy.
 
 The model's phases are linear in the inverses of the rates (models/stream.py, models/switchover.py
-`final_copy_s`). With u = 1/efficiency, v = backlog/efficiency and q = 1/sender rate, for a run of line
-rate L (bytes/s) that sent W bytes live and had w bytes pending at the stop:
+`final_copy_s`). With u = 1/efficiency, f = 1/final_copy_efficiency, v = backlog/final_copy_efficiency,
+q = 1/sender and g = 1/final-copy sender, for a run of line rate L (bytes/s) that sent W bytes live and
+had w bytes pending at the stop:
 
-    shaped link, uncapped   precopy_s = u W / L        final_copy_s = u w / L + v / L
-    shaped link, capped                                final_copy_s = u w / L   (the queue was empty)
-    unshaped, uncapped      precopy_s = q W            final_copy_s = q w
-    unshaped, capped                                   final_copy_s = q w
+    shaped link, uncapped, link-bound     precopy_s = u W / L     final_copy_s = f w / L + v / L
+    shaped link, uncapped, sender-bound   precopy_s = q W         final_copy_s = f w / L
+    shaped link, capped                                           final_copy_s = f w / L  (queue empty)
+    unshaped, uncapped                    precopy_s = q W         final_copy_s = g w
+    unshaped, capped                                              final_copy_s = g w
 
-(a capped live phase runs at the cap, which says nothing about the link; nor does a shaped link's
-live phase when the machine's sender moved less than the line rate live on the unshaped path: with the
-guest's vCPUs and QEMU's thread sharing a small host's cores, the sender binds it there, and only the
-shaped runs' stop-and-copies, the guest stopped, tell the link's share). Each row is weighted by
+with QEMU's own measure of the live stream's rate a row beside each uncapped live phase. A capped
+live phase runs at the cap, which says nothing about the link. A shaped link bound a live phase where
+that phase moved LINK_BOUND_SHARE of the line rate or more (`link_bound_live`); else the sender did:
+with the guest's vCPUs and QEMU's thread sharing a small host's cores, it moved 57-67 MiB/s live on
+the veth and on a 1000 Mbit/s tbf link alike (2026-12-03), where the stop-and-copy, the guest
+stopped, ran at 99-110 MiB/s through that link. Hence the two pairs of rates. Each row is weighted by
 1 / max(measured, FLOOR_S), so that a long phase does not drown the short ones: the residuals are
 relative. The spreads are one standard error, from the weighted residuals (s^2 (A'A)^-1), carried to
-efficiency = 1/u, backlog = v/u and sender = 1/q to first order.
+the parameters (efficiency = 1/u, backlog = v/f, ...) to first order.
 
 The bytes: a record measures all the RAM bytes sent (libvirt's memory_processed, QEMU's
 ram.transferred: pages and their headers), not how they split at the stop. A real run's job
@@ -39,7 +45,7 @@ import numpy as np
 from ..models.limits import EFFICIENCY
 from ..models.record import Measured, MigrationRecord
 from ..models.scenario import Scenario
-from ..models.stream import stream_rates
+from ..models.stream import scenario_rates
 from ..models.units import bytes_to_mib, mbit_s_to_bytes_s, mib_s_to_bytes_s, mib_to_bytes, ms_to_s
 
 # a phase shorter than this is weighted as if it were this long: a few ms of timer granularity and
@@ -47,7 +53,14 @@ from ..models.units import bytes_to_mib, mbit_s_to_bytes_s, mib_s_to_bytes_s, mi
 FLOOR_S = 0.020
 # fit, split, fit again: the final copy's share moves the fit by well under its spread after two
 ROUNDS = 8
-PARAMETERS = ("efficiency", "socket_backlog_mib", "sender_mib_s")
+PARAMETERS = ("efficiency", "final_copy_efficiency", "socket_backlog_mib", "sender_mib_s",
+              "final_copy_sender_mib_s")
+# the fit's unknowns: 1/efficiency, 1/final_copy_efficiency, backlog/final_copy_efficiency (bytes),
+# 1/sender and 1/final-copy sender (s/byte)
+COLUMNS = ("u", "f", "v", "q", "g")
+# a tbf link gave the live stream 0.87-0.96 of its rate where it bound it; a sender-bound live phase on
+# the 1000 Mbit/s one moved 0.48-0.56 of it (2026-12-03)
+LINK_BOUND_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,8 @@ class LinkRun:
     final_wire_bytes: float
     # QEMU's own measure of the live stream (the median of its per-window transfer rates); NaN: none
     stream_bytes_s: float = math.nan
+    # whether final_wire_bytes is measured (a real run's job statistics) or the model's split
+    final_measured: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,8 +95,9 @@ class LinkFit:
     def link_values(self) -> dict[str, float]:
         """What the fit gives a scenario's [link]: the fitted parameters, within the field's range."""
         out = {k: v for k, v in self.values.items() if math.isfinite(v)}
-        if "efficiency" in out:
-            out["efficiency"] = min(1.0, max(EFFICIENCY.value, out["efficiency"]))
+        for name in ("efficiency", "final_copy_efficiency"):
+            if name in out:
+                out[name] = min(1.0, max(EFFICIENCY.value, out[name]))
         if "socket_backlog_mib" in out:
             out["socket_backlog_mib"] = max(0.0, out["socket_backlog_mib"])
         return out
@@ -95,26 +111,24 @@ def fit_link(runs: Sequence[LinkRun]) -> LinkFit:
     def phase(coefficients: dict[str, float], seconds: float) -> None:
         rows.append((coefficients, seconds, 1.0 / max(seconds, FLOOR_S)))
 
-    sender_live_bytes_s = _sender_live_bytes_s(runs)
     for r in runs:
-        # seconds per byte of the live stream, as QEMU measured it: u / L or q (relative weight)
+        # seconds per byte of the live stream, as QEMU measured it (relative weight)
         per_byte = 1.0 / r.stream_bytes_s if r.stream_bytes_s > 0 else math.nan
+        line = mbit_s_to_bytes_s(r.shaped_mbit_s) if r.shaped_mbit_s > 0 else math.inf
+        link_bound = link_bound_live(r)
+        if not r.capped:
+            live = {"u": 1.0 / line} if link_bound else {"q": 1.0}
+            phase({k: x * r.live_wire_bytes for k, x in live.items()}, r.precopy_s)
+            rows.append((live, per_byte, 1.0 / per_byte))
         if r.shaped_mbit_s > 0:
-            line = mbit_s_to_bytes_s(r.shaped_mbit_s)
-            if not r.capped:
-                if sender_live_bytes_s > line:
-                    phase({"u": r.live_wire_bytes / line}, r.precopy_s)
-                    rows.append(({"u": 1.0 / line}, per_byte, 1.0 / per_byte))
-                phase({"u": r.final_wire_bytes / line, "v": 1.0 / line}, r.final_copy_s)
-            else:
-                phase({"u": r.final_wire_bytes / line}, r.final_copy_s)
+            final = {"f": r.final_wire_bytes / line}
+            phase({**final, "v": 1.0 / line} if link_bound else final, r.final_copy_s)
         else:
-            if not r.capped:
-                phase({"q": r.live_wire_bytes}, r.precopy_s)
-                rows.append(({"q": 1.0}, per_byte, 1.0 / per_byte))
-            phase({"q": r.final_wire_bytes}, r.final_copy_s)
+            # the model's own split ties the stop-and-copy's bytes to the rates being fitted: only
+            # bytes measured at the stop tell its sender from the live phase's
+            phase({"g" if r.final_measured else "q": r.final_wire_bytes}, r.final_copy_s)
     rows = [row for row in rows if math.isfinite(row[1]) and all(math.isfinite(x) for x in row[0].values())]
-    columns = [k for k in ("u", "v", "q") if any(c.get(k, 0.0) != 0.0 for c, _, _ in rows)]
+    columns = [k for k in COLUMNS if any(c.get(k, 0.0) != 0.0 for c, _, _ in rows)]
     not_fitted = _not_fitted(runs, columns)
     if not columns:
         nan = dict.fromkeys(PARAMETERS, math.nan)
@@ -133,43 +147,58 @@ def fit_link(runs: Sequence[LinkRun]) -> LinkFit:
     est = dict(zip(columns, x, strict=True))
     var = {k: cov[i, i] for i, k in enumerate(columns)}
     values, spreads = dict.fromkeys(PARAMETERS, math.nan), dict.fromkeys(PARAMETERS, math.nan)
-    if "u" in est:
-        u = est["u"]
-        values["efficiency"] = 1.0 / u
-        spreads["efficiency"] = math.sqrt(var["u"]) / u**2
-        if "v" in est:
-            iu, iv = columns.index("u"), columns.index("v")
-            v = est["v"]
-            grad = np.zeros(len(columns))
-            grad[iu], grad[iv] = -v / u**2, 1.0 / u
-            values["socket_backlog_mib"] = bytes_to_mib(v / u)
-            spreads["socket_backlog_mib"] = bytes_to_mib(math.sqrt(max(0.0, float(grad @ cov @ grad))))
-    if "q" in est:
-        q = est["q"]
-        values["sender_mib_s"] = 1.0 / mib_s_to_bytes_s(q) if q > 0 else math.nan
-        spreads["sender_mib_s"] = math.sqrt(var["q"]) / q**2 / mib_s_to_bytes_s(1.0) if q > 0 else math.nan
+    for column, name in (("u", "efficiency"), ("f", "final_copy_efficiency")):
+        if column in est:
+            values[name] = 1.0 / est[column]
+            spreads[name] = math.sqrt(var[column]) / est[column] ** 2
+    if "f" in est and "v" in est:
+        i_f, i_v = columns.index("f"), columns.index("v")
+        f, v = est["f"], est["v"]
+        grad = np.zeros(len(columns))
+        grad[i_f], grad[i_v] = -v / f**2, 1.0 / f
+        values["socket_backlog_mib"] = bytes_to_mib(v / f)
+        spreads["socket_backlog_mib"] = bytes_to_mib(math.sqrt(max(0.0, float(grad @ cov @ grad))))
+    for column, name in (("q", "sender_mib_s"), ("g", "final_copy_sender_mib_s")):
+        if column in est and est[column] > 0:
+            values[name] = 1.0 / mib_s_to_bytes_s(est[column])
+            spreads[name] = math.sqrt(var[column]) / est[column] ** 2 / mib_s_to_bytes_s(1.0)
     return LinkFit(values, spreads, not_fitted, len(b), tuple(float(e) for e in residuals))
 
 
-def _sender_live_bytes_s(runs: Sequence[LinkRun]) -> float:
-    """The fastest live phase on an unshaped path (inf without one): the sender's live rate on this
-    machine. A shaped link at or above it cannot have bound a live phase, which then measures the
-    sender (its vCPUs and QEMU's thread sharing the host's cores), not the link's share."""
-    rates = [r.live_wire_bytes / r.precopy_s for r in runs
-             if r.shaped_mbit_s <= 0 and not r.capped and r.precopy_s > 0]
-    return max(rates) if rates else math.inf
+def live_rate_bytes_s(r: LinkRun) -> float:
+    """A run's live phase: its bytes over its time (0 for no live phase)."""
+    return r.live_wire_bytes / r.precopy_s if r.precopy_s > 0 else 0.0
+
+
+def link_bound_live(r: LinkRun) -> bool:
+    """Whether a run's live phase was its shaped link's: uncapped, at LINK_BOUND_SHARE of the line rate
+    or more. Less is the sender binding it (the guest's vCPUs and QEMU's thread sharing the host's
+    cores), which says nothing of the link's share."""
+    return (r.shaped_mbit_s > 0 and not r.capped
+            and live_rate_bytes_s(r) >= LINK_BOUND_SHARE * mbit_s_to_bytes_s(r.shaped_mbit_s))
 
 
 def _not_fitted(runs: Sequence[LinkRun], columns: list[str]) -> dict[str, str]:
+    live = [f"{bytes_to_mib(live_rate_bytes_s(r)):.0f} MiB/s on {r.shaped_mbit_s:g} Mbit/s"
+            for r in runs if r.shaped_mbit_s > 0 and not r.capped]
     out = {}
     if "u" not in columns:
-        out["efficiency"] = "no run on a shaped link (a link of known rate): its share of the line rate " \
-                            "cannot be told"
+        out["efficiency"] = (
+            f"no uncapped shaped run's live phase reached {LINK_BOUND_SHARE:.0%} of its line rate "
+            f"({', '.join(live)}): the sender bound them, not the link"
+            if live else "no uncapped run on a shaped link (a link of known rate): its share of the line "
+                         "rate cannot be told")
+    if "f" not in columns:
+        out["final_copy_efficiency"] = "no run on a shaped link: its stop-and-copy's share cannot be told"
     if "v" not in columns:
-        out["socket_backlog_mib"] = ("no uncapped run on a shaped link: only a link-bound stop-and-copy "
-                                     "drains a backlog")
+        out["socket_backlog_mib"] = ("no link-bound live phase on a shaped link: only a link-bound "
+                                     "stop-and-copy drains a backlog")
     if "q" not in columns:
-        out["sender_mib_s"] = "no run on an unshaped path: the link bound every stream"
+        out["sender_mib_s"] = "no uncapped live phase on an unshaped path: the link bound every stream"
+    if "g" not in columns:
+        out["final_copy_sender_mib_s"] = (
+            "no run on an unshaped path whose bytes at the stop were measured (job statistics): the "
+            "live phase's sender rate stands for it")
     return out
 
 
@@ -193,14 +222,14 @@ def link_run(scenario: Scenario, measured: MigrationRecord, predicted: Migration
     (`final_wire_bytes_measured`) where known, else as the model splits it (its prediction's final copy
     time at its rate, less the backlog it drained); the live phase's the rest of what was sent."""
     link = scenario.link
-    rates = stream_rates(link.bandwidth_mbit_s, link.efficiency, link.sender_mib_s,
-                         scenario.migration.bandwidth_mib_s)
+    rates = scenario_rates(scenario)
     backlog = mib_to_bytes(link.socket_backlog_mib) if rates.link_bound else 0.0
     final_wire = (final_wire_bytes if math.isfinite(final_wire_bytes)
                   else max(0.0, ms_to_s(predicted.final_copy_ms) * rates.final_bytes_s - backlog))
     return LinkRun(shaped_mbit_s=link.bandwidth_mbit_s if shaped else 0.0, capped=bool(rates.cap_bound),
                    precopy_s=measured.precopy_time_s, final_copy_s=ms_to_s(measured.final_copy_ms),
                    live_wire_bytes=max(0.0, measured.bytes_sent - final_wire), final_wire_bytes=final_wire,
+                   final_measured=math.isfinite(final_wire_bytes),
                    stream_bytes_s=mib_s_to_bytes_s(Measured.of(measured).stream_mib_s)
                    if measured.engine == "executor" else _stream_bytes_s(predicted, rates))
 

@@ -37,8 +37,8 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="real runs per scenario (default 1; a matrix's own 'replicates')")
     p.add_argument("--overheads", metavar="PROFILE.toml",
                    help="use this profile (from 'pausecast calibrate') for the predictions: its fixed "
-                        "costs and its [link] values (efficiency, socket backlog, sender rate) over "
-                        "the scenario's")
+                        "costs and its [link] values (the live and final-copy efficiencies and sender "
+                        "rates, the socket backlog) over the scenario's")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one scenario key (single scenario only)")
     p.add_argument("--results", default="results", metavar="DIR", help="where runs and reports go")

@@ -9,6 +9,7 @@ from typing import Any
 from ..models.phases import PHASES
 from ..models.record import MigrationRecord
 from ..models.scenario import Scenario
+from ..models.stream import scenario_rates
 from ..models.units import bytes_to_mib, mbit_s_to_bytes_s
 from ..runs.json_text import strict_json
 
@@ -44,6 +45,11 @@ def describe_scenario(s: Scenario) -> str:
     else:
         dirty = f"trace {d.path}"
     line_mib_s = bytes_to_mib(mbit_s_to_bytes_s(s.link.bandwidth_mbit_s) * s.link.efficiency)
+    rates, link = scenario_rates(s), s.link
+    # the stream's own rates only where a sender or a final-copy figure makes them other than the line's
+    stream = "" if not (link.sender_mib_s or link.final_copy_efficiency or link.final_copy_sender_mib_s) \
+        else (f"\n  stream live {bytes_to_mib(rates.live_bytes_s):.0f} MiB/s, stop-and-copy "
+              f"{bytes_to_mib(rates.final_bytes_s):.0f} MiB/s")
     cap = f"{s.migration.bandwidth_mib_s:g} MiB/s" if s.migration.bandwidth_mib_s > 0 else "unlimited"
     port = s.port_profile.type if s.port_profile.type == "none" else (
         f"{s.port_profile.type} x {s.port_profile.vnics}, switch {s.switch.service_time_ms:g} ms "
@@ -52,7 +58,7 @@ def describe_scenario(s: Scenario) -> str:
         f", {s.vm.zero_page_fraction:.0%} zero pages ({s.vm.zero_page_layout})")
     return (f"  VM {s.vm.memory_mib:g} MiB{zero}, dirtying {dirty}\n"
             f"  link {s.link.bandwidth_mbit_s:g} Mbit/s x {s.link.efficiency:g} = {line_mib_s:.0f} MiB/s, "
-            f"RTT {s.link.rtt_ms:g} ms; migration cap {cap}\n"
+            f"RTT {s.link.rtt_ms:g} ms; migration cap {cap}{stream}\n"
             f"  max downtime {s.migration.max_downtime_ms:g} ms, rule {s.migration.switchover_rule}, "
             f"overheads {s.overheads.profile}; port profile {port}"
             + (f"\n  policy {s.policy.orchestrator}: its monitor loop changes the max downtime and acts at "
