@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pausecast.analysis.link_fit import LinkRun, fit_link, fit_link_runs, link_bound_live
+from pausecast.analysis.link_fit import LinkRun, fit_link, fit_link_runs, live_bound
 from pausecast.cli.calibrate import below_the_sender, idle_scenario, link_scenarios
 from pausecast.models.files import scenario_from_dict
 from pausecast.models.stream import stream_rates
@@ -103,8 +103,13 @@ def test_live_and_stop_and_copy_rates_are_fitted_apart_where_the_sender_is_slowe
     for key, true in {"efficiency": 0.95, "final_copy_efficiency": 0.9, "socket_backlog_mib": 2.0,
                       "sender_mib_s": 62.0, "final_copy_sender_mib_s": 400.0}.items():
         assert math.isclose(fit.values[key], true, rel_tol=1e-9), key
-    # 62 MiB/s is 0.52 of 1000 Mbit/s: the sender's; 0.95 of 250 Mbit/s: the link's
-    assert not link_bound_live(runs[0]) and link_bound_live(below)
+    # 62 MiB/s is 0.52 of 1000 Mbit/s: the sender's; 0.95 of 250 Mbit/s (29.8 MiB/s, under half the
+    # sender's 62): the link's
+    assert live_bound(runs[0], 62 * mib) == "sender" and live_bound(below, 62 * mib) == "link"
+    # 0.81 of 1000 Mbit/s with a 137 MiB/s sender (CI, 2026-12-03): both bound it, so it tells neither
+    partly = dataclasses.replace(runs[0], precopy_s=150 * mib / (0.81 * line))
+    assert live_bound(partly, 137 * mib) == "unclear"
+    assert live_bound(partly) == "link"  # without a sender rate to say otherwise
 
 
 def test_calibrate_adds_a_run_below_the_sender_only_where_the_sender_bound_the_shaped_link():
@@ -121,6 +126,11 @@ def test_calibrate_adds_a_run_below_the_sender_only_where_the_sender_bound_the_s
     # half of 62 MiB/s is 260.1 Mbit/s, taken down to whole 10 Mbit/s
     assert slower.link.bandwidth_mbit_s == 260.0 and slower.migration.bandwidth_mib_s == 0
     assert predict(slower).converged
+    # 96 MiB/s on the 1000 Mbit/s link, a 137 MiB/s sender on the veth: neither's alone; the extra run
+    # goes at half the slower showing of the sender, 48 MiB/s = 402.7 Mbit/s, taken down to 400
+    veth = LinkRun(shaped_mbit_s=0, capped=False, precopy_s=1.0, final_copy_s=0.08,
+                   live_wire_bytes=137 * mib, final_wire_bytes=20 * mib)
+    assert below_the_sender(idle, [shaped_live(96.0), veth]).link.bandwidth_mbit_s == 400.0
 
 
 def test_the_stream_rates_follow_the_slowest_of_link_sender_and_cap():

@@ -19,13 +19,15 @@ from tqdm import tqdm
 from ..analysis.calibration import COLD_START_RULE, cold_start_runs, combine, overheads_of
 from ..analysis.link_fit import PARAMETERS as LINK_PARAMETERS
 from ..analysis.link_fit import (
+    SLOWER_LINK_SHARE,
     LinkFit,
     LinkRun,
     final_wire_bytes_measured,
     fit_link_runs,
-    link_bound_live,
     link_run,
+    live_bound,
     live_rate_bytes_s,
+    sender_live_bytes_s,
 )
 from ..analysis.validation import median_finite
 from ..executor.migration.migrate import ExecutorError
@@ -51,9 +53,6 @@ MIGRATIONS = 3
 BUSY_ZERO_FRACTION = 0.5
 BUSY_DIRTY_MIB_S = 19.53125
 LINK_CAP_MIB_S = 32.0
-# where the sender bound the shaped link's live phase, the extra run's link: half the sender's rate
-# there, under its slowest passages (QEMU's 100 ms windows dipped to 60 % of its mean on the testbed)
-SLOWER_LINK_SHARE = 0.5
 REAL_HOSTS_NOT_FITTED = ("real hosts: their link cannot be shaped here and --domain's runs are idle "
                          "(their phases are QEMU's walk over zero pages, not the stream): keeps the "
                          "scenario's")
@@ -211,7 +210,7 @@ def _fit_link(target: Target, idle: Scenario, costs: OverheadsSpec, results: str
     runs = [run for s, shaped in link_scenarios(idle) if (run := _link_run(target, s, shaped, results))]
     slower = below_the_sender(idle, [link_run(s, r, predict(s), shaped, w) for s, r, shaped, w in runs])
     if slower is not None:
-        print(f"  no live phase was the shaped link's (the sender bound them): one more run at "
+        print(f"  no live phase was the shaped link's (the sender bound it, or both did): one more run at "
               f"{slower.link.bandwidth_mbit_s:g} Mbit/s")
         runs += [run for run in [_link_run(target, slower, True, results)] if run]
     return fit_link_runs([(s.replace(overheads=costs), r, shaped, w) for s, r, shaped, w in runs], predict)
@@ -240,16 +239,20 @@ def _link_run(target: Target, s: Scenario, is_shaped: bool, results: str):
 
 def below_the_sender(idle: Scenario, runs: Sequence[LinkRun]) -> Scenario | None:
     """The extra link run where no uncapped shaped run's live phase was the link's
-    (analysis/link_fit.py `link_bound_live`): the busy guest, uncapped, on a link shaped to
-    SLOWER_LINK_SHARE of the fastest such live phase (the sender's rate there; whole 10 Mbit/s, so the
-    run's rate reads as chosen), at half the dirty rate so that it converges about as fast as the
-    others; None where a shaped link bound a live phase already, or no uncapped shaped run was made."""
+    (analysis/link_fit.py `live_bound`): the busy guest, uncapped, on a link shaped to
+    SLOWER_LINK_SHARE of the sender's live rate (the slower of the unshaped path's and the fastest
+    shaped live phase's; whole 10 Mbit/s, so the run's rate reads as chosen), at half the dirty rate so
+    that it converges about as fast as the others; None where a shaped link bound a live phase already,
+    or no uncapped shaped run was made."""
     shaped = [r for r in runs if r.shaped_mbit_s > 0 and not r.capped]
-    if not shaped or any(link_bound_live(r) for r in shaped):
+    sender_bytes_s = sender_live_bytes_s(runs)
+    if not shaped or any(live_bound(r, sender_bytes_s) == "link" for r in shaped):
         return None
-    sender_bytes_s = max(live_rate_bytes_s(r) for r in shaped)
+    # the slower of the sender's two showings: it sustains less than its best (its 100 ms rates dipped
+    # to half its mean on the testbed)
+    sustained_bytes_s = min(sender_bytes_s, max(live_rate_bytes_s(r) for r in shaped))
     busy, _ = link_scenarios(idle)[0]
-    mbit_s = max(10.0, 10.0 * math.floor(bytes_s_to_mbit_s(SLOWER_LINK_SHARE * sender_bytes_s) / 10.0))
+    mbit_s = max(10.0, 10.0 * math.floor(bytes_s_to_mbit_s(SLOWER_LINK_SHARE * sustained_bytes_s) / 10.0))
     dirty = dataclasses.replace(busy.vm.dirty, rate_mib_s=busy.vm.dirty.rate_mib_s / 2)
     return busy.replace(name="calibration-below-sender",
                         link=dataclasses.replace(busy.link, bandwidth_mbit_s=mbit_s),
