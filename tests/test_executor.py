@@ -402,6 +402,36 @@ def test_virshs_persistent_and_undefinesource_become_libvirts_flags():
     assert both.scenario_id == make().scenario_id
 
 
+def test_auto_converge_becomes_libvirts_flag_and_typed_parameters():
+    import libvirt
+
+    from pausecast.executor.migration.migrate import Endpoints, migration_call
+
+    # include/libvirt/libvirt-domain.h: VIR_MIGRATE_AUTO_CONVERGE 1 << 13; the two parameters are
+    # "auto_converge.initial" and "auto_converge.increment", refused by libvirt without the flag
+    params, flags = migration_call(make(migration={"auto_converge": True, "auto_converge_initial_pct": 30,
+                                                   "auto_converge_increment_pct": 15}), Endpoints("a", "b"))
+    assert flags == 1 | 2 | 1 << 13
+    assert params == {"auto_converge.initial": 30, "auto_converge.increment": 15}
+    assert libvirt.VIR_MIGRATE_AUTO_CONVERGE == 1 << 13
+    assert migration_call(make(), Endpoints("a", "b")) == ({}, 1 | 2)
+    # QEMU's parameters libvirt cannot set: only their defaults can run for real
+    with pytest.raises(ScenarioError, match="^migration.max_cpu_throttle_pct = 80.*QEMU's default, 99"):
+        migration_call(make(migration={"auto_converge": True, "max_cpu_throttle_pct": 80}), Endpoints("a", "b"))
+
+
+def test_the_throttle_is_read_from_the_job_statistics():
+    # samples at 1-4 s after the call show auto_converge_throttle 0, 20, 30, 30: the peak is 30 %, the
+    # guest throttled from the 2 s sample until QEMU's STOP at 6.040 s: 4.04 s
+    samples = tuple((T0 + 1 + i, JobInfo.from_stats({"type": 2, "memory_dirty_rate": 5000,
+                                                     "auto_converge_throttle": pct}))
+                    for i, pct in enumerate((0, 20, 30, 30)))
+    r = build_record(_observations(samples=samples))
+    assert r.throttle_peak_pct == 30 and r.throttle_time_s == pytest.approx(4.04, abs=1e-6)
+    assert (build_record(_observations()).throttle_peak_pct, build_record(_observations()).throttle_time_s) \
+        == (0, 0.0)
+
+
 def test_calibration_migrates_as_the_scenario_says_without_its_timeout():
     from pausecast.cli.calibrate import idle_scenario
 
