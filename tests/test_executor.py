@@ -416,8 +416,9 @@ def test_auto_converge_becomes_libvirts_flag_and_typed_parameters():
     assert libvirt.VIR_MIGRATE_AUTO_CONVERGE == 1 << 13
     assert migration_call(make(), Endpoints("a", "b")) == ({}, 1 | 2)
     # QEMU's parameters libvirt cannot set: only their defaults can run for real
-    with pytest.raises(ScenarioError, match="^migration.max_cpu_throttle_pct = 80.*QEMU's default, 99"):
-        migration_call(make(migration={"auto_converge": True, "max_cpu_throttle_pct": 80}), Endpoints("a", "b"))
+    tuned = make(migration={"auto_converge": True, "max_cpu_throttle_pct": 80})
+    with pytest.raises(ScenarioError, match=r"^migration\.max_cpu_throttle_pct = 80.*QEMU's default, 99"):
+        migration_call(tuned, Endpoints("a", "b"))
 
 
 def test_the_throttle_is_read_from_the_job_statistics():
@@ -463,6 +464,10 @@ def test_the_guest_stands_for_the_scenarios_vm():
     # 128 MiB spread over the 253 MiB the region may use: pages 253/128 apart, in 16.16 fixed point
     assert plan.dirty.stride_fp == (256 - RESERVED_MIB) * STRIDE_ONE // 128
     assert plan.dirty.min_memory_mib() <= 256 and plan.dirty.scatter == 1 and plan.dirty.pm_timer == 1
+    # timer-paced unless auto-converge is on: then the workload that loses what it cannot run
+    assert plan.dirty.work_paced == 0
+    auto_converging = s.replace(migration=make(migration={"auto_converge": True}).migration)
+    assert guest_for(auto_converging).dirty.work_paced == 1
     hot = guest_for(make(vm={"memory_mib": 128, "zero_page_fraction": 0.5, "dirty": {
         "model": "hotcold", "hot_set_mib": 8, "hot_rate_mib_s": 40, "cold_rate_mib_s": 4}}))
     assert (hot.dirty.hot_mib, hot.dirty.hot_rate_pages, hot.dirty.cold_rate_pages) == (8, 10240, 1024)
