@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
@@ -233,3 +234,15 @@ def test_the_precheck_advice_says_what_auto_converge_would_do():
     assert said["lines"][-1].startswith("auto-converge (virsh --auto-converge): converges after "
                                         f"{throttled.precopy_time_s:.1f} s of pre-copy with the throttle up "
                                         f"to {throttled.throttle_peak_pct} %")
+
+
+def test_predict_prints_the_throttle(capsys):
+    from pausecast.cli import main
+    from pausecast.models import load_scenario
+
+    example = str(Path(__file__).parent.parent / "examples" / "never-converges.toml")
+    assert main(["predict", example, "--set", "migration.auto_converge=true"]) == 0
+    s = load_scenario(example)
+    r = predict(s.replace(migration=dataclasses.replace(s.migration, auto_converge=True)))
+    assert (f"auto-converge    throttle up to {r.throttle_peak_pct} %, the guest slowed for "
+            f"{r.throttle_time_s:.1f} s") in capsys.readouterr().out
