@@ -56,6 +56,10 @@ PERIOD_S = 1.0
 PCT_MIN, PCT_MAX = 1, 99
 # QEMU migration/ram.c migration_trigger_throttle: the second period over the threshold fires
 PERIODS_TO_FIRE = 2
+# periods without a rise after which a pre-copy that makes no progress is taken to stay so: a state
+# whose every period is over the threshold rises every PERIODS_TO_FIRE; this leaves room for one that
+# alternates over and under it
+STALL_PERIODS = 2 * PERIODS_TO_FIRE + 1
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,7 @@ class Throttle:
     # what the record reports: the highest throttle and when it first came on (inf: never)
     peak_pct: int = 0
     since_s: float = math.inf
-    # periods closed since the throttle last rose: a stationary pre-copy that stays under the
-    # trigger for PERIODS_TO_FIRE + 1 of them will never raise it again
+    # periods closed since the throttle last rose (may_still_rise)
     periods_since_rise: int = 0
 
 
@@ -135,10 +138,10 @@ def after_sync(params: AutoConverge, state: Throttle, t_s: float, new_dirty_byte
 
 def may_still_rise(params: AutoConverge, state: Throttle) -> bool:
     """Could a pre-copy that has stopped making progress still be throttled further? Not at the
-    maximum, nor once PERIODS_TO_FIRE + 1 periods in a stationary state have gone by without a rise
-    (then every period is under the trigger, and stays so)."""
+    maximum, nor once STALL_PERIODS periods have gone by without a rise (then the periods are under
+    the trigger, and stay so)."""
     top = min(params.max_pct, PCT_MAX) if state.pct > 0 else PCT_MAX
-    return state.pct < top and state.periods_since_rise <= PERIODS_TO_FIRE
+    return state.pct < top and state.periods_since_rise < STALL_PERIODS
 
 
 def running_fraction(pct: int) -> float:
