@@ -585,6 +585,20 @@ def test_a_cold_start_is_left_out_by_its_begin_or_prepare():
     assert cold_start_runs([run(3.4, 0.2)]) == {}
 
 
+def test_replicates_throttle_is_their_median_and_shows_where_auto_converge_is_on():
+    from pausecast.cli.validate import side_by_side
+
+    runs = [_record(throttle_peak_pct=p, throttle_time_s=t) for p, t in ((50, 10.0), (70, 14.0), (60, 12.0))]
+    m = median_record(runs)
+    assert (m.throttle_peak_pct, m.throttle_time_s) == (60, 12.0)
+    point = Comparison(_record(throttle_peak_pct=60, throttle_time_s=15.0), m).row()
+    # predicted 15 s against 12 s measured: +25 %
+    assert point["throttle_time_s_error"] == pytest.approx(0.25)
+    on = make(migration={"auto_converge": True})
+    assert "peak throttle (%)" in side_by_side(on, point, runs, "here")
+    assert "peak throttle (%)" not in side_by_side(make(), point, runs, "here")
+
+
 def test_replicates_become_one_median_record():
     m = median_record([_record(total_time_s=t, iterations=i) for t, i in ((10.0, 5), (12.0, 7), (11.0, 6))])
     assert (m.total_time_s, m.iterations) == (11.0, 6)
