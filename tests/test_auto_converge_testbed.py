@@ -16,10 +16,10 @@ The guests (executor/testbed/files/dirtier.c):
   slows it little, and QEMU has to throttle it further (or runs into the timeout). The model does not
   predict that guest: it is there to show that a writer paced by a clock defeats the throttle.
 
-Measured here (2026-12-03, KVM, load average 0.3-0.7): plain, aborted at 12 s after 7 iterations;
-work-paced, 17-18 iterations, 20-60 % at 3.8, 7.4, 10.9, 13.8, 16.3 s into the live phase (predicted
-3.7, 7.3, 10.9, 14.3, 16.8 s), live 17.3-17.4 s (18.7 predicted), pause 85-93 ms (92); timer-paced,
-throttled to 90 % by 30 s (99 % by 45 s) and never converged.
+Measured here (2026-12-03, QEMU 7.2 under TCG, load average 0.3-0.7): plain, aborted at 12 s after 7
+iterations; work-paced, 17-18 iterations, 20-60 % at 3.8, 7.4, 10.9, 13.8, 16.3 s into the live phase
+(predicted 3.7, 7.3, 10.9, 14.3, 16.8 s), live 17.3-17.4 s (18.7 predicted), pause 85-93 ms (92);
+timer-paced, throttled to 90 % by 30 s (99 % by 45 s) and never converged.
 """
 
 from __future__ import annotations
