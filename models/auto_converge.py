@@ -45,11 +45,17 @@ import bisect
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .dirty import DirtyModel
-from .scenario import MigrationSpec
 from .units import s_to_ms
 
+if TYPE_CHECKING:  # models/scenario.py takes its defaults from here
+    from .dirty import DirtyModel
+    from .scenario import MigrationSpec
+
+# QEMU 7.2 migration/migration.c DEFAULT_MIGRATE_CPU_THROTTLE_INITIAL, _CPU_THROTTLE_INCREMENT,
+# _MAX_CPU_THROTTLE, _THROTTLE_TRIGGER_THRESHOLD; libvirt passes initial and increment through
+INITIAL_PCT, INCREMENT_PCT, MAX_PCT, TRIGGER_THRESHOLD_PCT = 20, 10, 99, 50
 # QEMU migration/ram.c migration_bitmap_sync: a throttle period lasts more than 1000 ms
 PERIOD_S = 1.0
 # QEMU softmmu/cpu-throttle.c CPU_THROTTLE_PCT_MIN / CPU_THROTTLE_PCT_MAX: cpu_throttle_set's clamp
@@ -66,10 +72,10 @@ STALL_PERIODS = 2 * PERIODS_TO_FIRE + 1
 class AutoConverge:
     """The parameters, with QEMU's names (libvirt's for the two it sets)."""
 
-    initial_pct: int = 20
-    increment_pct: int = 10
-    max_pct: int = 99
-    trigger_threshold_pct: int = 50
+    initial_pct: int = INITIAL_PCT
+    increment_pct: int = INCREMENT_PCT
+    max_pct: int = MAX_PCT
+    trigger_threshold_pct: int = TRIGGER_THRESHOLD_PCT
     tailslow: bool = False
 
 

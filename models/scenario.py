@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import auto_converge as ac
 from . import identity
 from . import limits as lim
 from .association import STATUS_POLL_INTERVAL_MS, STATUS_POLL_TIMEOUT_S
@@ -98,15 +99,14 @@ class MigrationSpec:
     # off, as in libvirt and QEMU
     auto_converge: bool = spec(False)
     # libvirt VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL / _INCREMENT = QEMU cpu-throttle-initial /
-    # -increment: migration/migration.c DEFAULT_MIGRATE_CPU_THROTTLE_INITIAL 20, _INCREMENT 10; QEMU's
-    # migrate_params_check allows 1-99
-    auto_converge_initial_pct: int = spec(20, lo=1, hi=99)
-    auto_converge_increment_pct: int = spec(10, lo=1, hi=99)
-    # QEMU max-cpu-throttle (DEFAULT_MIGRATE_MAX_CPU_THROTTLE 99, 1-99), throttle-trigger-threshold
-    # (DEFAULT_MIGRATE_THROTTLE_TRIGGER_THRESHOLD 50, 1-100), cpu-throttle-tailslow (false); libvirt
-    # has no parameter for them
-    max_cpu_throttle_pct: int = spec(99, lo=1, hi=99)
-    throttle_trigger_threshold_pct: int = spec(50, lo=1, hi=100)
+    # -increment, QEMU's defaults (models/auto_converge.py: 20, 10); QEMU's migrate_params_check
+    # allows 1-99
+    auto_converge_initial_pct: int = spec(ac.INITIAL_PCT, lo=1, hi=99)
+    auto_converge_increment_pct: int = spec(ac.INCREMENT_PCT, lo=1, hi=99)
+    # QEMU max-cpu-throttle (99, 1-99), throttle-trigger-threshold (50, 1-100), cpu-throttle-tailslow
+    # (false); libvirt has no parameter for them
+    max_cpu_throttle_pct: int = spec(ac.MAX_PCT, lo=1, hi=99)
+    throttle_trigger_threshold_pct: int = spec(ac.TRIGGER_THRESHOLD_PCT, lo=1, hi=100)
     cpu_throttle_tailslow: bool = spec(False)
     # p2p: virDomainMigrateToURI3 with VIR_MIGRATE_PEER2PEER (Nova); direct: managed virDomainMigrate3
     mode: str = spec("p2p", choices=("p2p", "direct"))
