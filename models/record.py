@@ -57,6 +57,11 @@ class MigrationRecord:
     # leaves Confirm out (measured here: within 3 ms of Confirm's start); NaN when no Confirm came
     time_elapsed_ms: float = NAN
     dirty_rate_pages_s: float = 0.0
+    # auto-converge (models/auto_converge.py): the highest CPU throttle QEMU set (libvirt's job stats
+    # auto_converge_throttle), and how long the guest ran throttled, from the first throttle to its stop
+    # (inf when it never stops)
+    throttle_peak_pct: int = 0
+    throttle_time_s: float = 0.0
     begin_start_s: float = NAN
     begin_end_s: float = NAN
     prepare_start_s: float = NAN

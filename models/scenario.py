@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import auto_converge as ac
 from . import identity
 from . import limits as lim
 from .association import STATUS_POLL_INTERVAL_MS, STATUS_POLL_TIMEOUT_S
@@ -101,6 +102,19 @@ class MigrationSpec:
                             off=0.0)
     # virsh migrate --timeout-suspend / --timeout-postcopy; Nova's default action is abort
     timeout_action: str = spec("abort", choices=("abort", "pause", "postcopy"))
+    # auto-converge (models/auto_converge.py): virsh migrate --auto-converge (VIR_MIGRATE_AUTO_CONVERGE);
+    # off, as in libvirt and QEMU
+    auto_converge: bool = spec(False)
+    # libvirt VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL / _INCREMENT = QEMU cpu-throttle-initial /
+    # -increment, QEMU's defaults (models/auto_converge.py: 20, 10); QEMU's migrate_params_check
+    # allows 1-99
+    auto_converge_initial_pct: int = spec(ac.INITIAL_PCT, lo=1, hi=99)
+    auto_converge_increment_pct: int = spec(ac.INCREMENT_PCT, lo=1, hi=99)
+    # QEMU max-cpu-throttle (99, 1-99), throttle-trigger-threshold (50, 1-100), cpu-throttle-tailslow
+    # (false); libvirt has no parameter for them
+    max_cpu_throttle_pct: int = spec(ac.MAX_PCT, lo=1, hi=99)
+    throttle_trigger_threshold_pct: int = spec(ac.TRIGGER_THRESHOLD_PCT, lo=1, hi=100)
+    cpu_throttle_tailslow: bool = spec(False)
     # p2p: virDomainMigrateToURI3 with VIR_MIGRATE_PEER2PEER (Nova); direct: managed virDomainMigrate3
     mode: str = spec("p2p", choices=("p2p", "direct"))
     # virsh migrate --persistent (VIR_MIGRATE_PERSIST_DEST): define the domain on the destination;

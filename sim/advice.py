@@ -63,6 +63,13 @@ def bandwidth_for_convergence_mbit_s(s: Scenario, seed: int = 0, rel_tol: float 
     return _smallest(1.0, MAX_BANDWIDTH_SEARCH_MBIT_S, ok, rel_tol)
 
 
+def with_auto_converge(s: Scenario, seed: int = 0) -> MigrationRecord:
+    """The move with auto-converge on (the scenario's own throttle parameters, QEMU's by default) and no
+    timeout: whether the throttle alone makes it converge, how far it goes and for how long."""
+    on = _untimed(s)
+    return predict(on.replace(migration=dataclasses.replace(on.migration, auto_converge=True)), seed)
+
+
 @dataclass(frozen=True)
 class Alternative:
     what: str

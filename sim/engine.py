@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from ..models import auto_converge as ac
 from ..models import switchover as rule
 from ..models import timeline
 from ..models.association import waits_for_switch
@@ -214,6 +215,12 @@ class MigrationRun:
         zero_pages = mib_to_pages(vm.memory_mib, vm.page_size_bytes) * vm.zero_page_fraction
         state = rule.start_precopy(vm.page_size_bytes, written_pages(vm), zero_pages, vm.zero_page_layout)
         rate, threshold, interval = self._live_rates()
+        params = ac.params_of(mig)
+        if params is not None:
+            # the guest's writes follow its own clock, which the throttle slows (models/auto_converge.py)
+            clock = ac.GuestClock()
+            self.dirty = ac.ThrottledDirty(self.dirty, clock)
+            throttle = ac.Throttle()
         pause_at = math.inf
         # a step cut short by a change of rate ends between checks: QEMU decides only after a sync
         may_stop = True
@@ -244,10 +251,19 @@ class MigrationRun:
                 rate, threshold, interval = self._live_rates()
                 may_stop = False
                 continue
+            pending_before = state.bitmap_data_pages
             rule.sync(state, self.dirty)
+            if params is not None:
+                newly_dirty_b = (state.bitmap_data_pages - pending_before) * vm.page_size_bytes
+                throttle = ac.after_sync(params, throttle, state.t_s, newly_dirty_b, state.bytes_sent)
+                if throttle.pct != (clock.pcts[-1] if clock.pcts else 0):
+                    self.log("source", "throttle", "{} %", throttle.pct)
+                clock.set_pct(state.t_s, throttle.pct)
+                self.m.values.update(throttle_peak_pct=throttle.peak_pct, throttle_since_s=throttle.since_s)
             self._synced(state)
             self.log("source", "sync", "iteration {}: {:.1f} MiB", state.syncs, state.pending_bytes / 2**20)
-            if not self.m.forced and rule.stalled(state, threshold, self.dirty.stationary_after_s):
+            if (not self.m.forced and rule.stalled(state, threshold, self.dirty.stationary_after_s)
+                    and (params is None or not ac.may_still_rise(params, throttle))):
                 if deadline == math.inf and not self._may_speed_up(rate):
                     self.m.iterations, self.m.bytes_sent = state.syncs, state.bytes_sent
                     self.m.failure = "not-converged"
@@ -420,6 +436,9 @@ class MigrationRun:
             total = math.inf
         live = v.get("precopy_time_s", math.nan)
         dirty_rate = self.dirty.distinct_pages(0.0, live) / live if 0 < live < math.inf else 0.0
+        # the guest ran throttled from the throttle's first rise until it stopped (or for ever)
+        since = v.get("throttle_since_s", math.inf)
+        throttled_s = live - since if since < math.inf else 0.0
         return MigrationRecord(
             scenario_id=self.s.scenario_id, engine=engine, seed=seed, scenario_name=self.s.name,
             converged=m.converged, failure=m.failure, forced=m.forced, iterations=m.iterations,
@@ -433,6 +452,8 @@ class MigrationRun:
             preassociation_ms=v.get("preassociation_ms", 0.0),
             disassociation_ms=v.get("disassociation_ms", 0.0), switch_wait_ms=v.get("switch_wait_ms", 0.0),
             setup_time_ms=v.get("setup_time_ms", 0.0), dirty_rate_pages_s=dirty_rate,
+            throttle_peak_pct=v.get("throttle_peak_pct", 0),
+            throttle_time_s=throttled_s,
             time_elapsed_ms=s_to_ms(m.phases.get("confirm_start_s", math.nan) - m.phases["begin_start_s"]),
             **{name: m.phases.get(name, math.nan) for name in _PHASE_COLUMNS},
         )

@@ -1,9 +1,9 @@
 """The fast path: many single-VM migrations at once, as numpy arrays.
 
 Where it is exact — a constant or hot/cold dirty model (pattern random), no port profile (so no
-switch), no timeout — a migration is a fixed sequence of waits around the pre-copy loop. The loop runs
-`models.switchover`'s own functions compiled by numba, one migration at a time (sim/compiled.py), to
-the same bits as the SimPy engine on Python floats; the waits around it are the engine's
+switch), no timeout, no auto-converge — a migration is a fixed sequence of waits around the pre-copy
+loop. The loop runs `models.switchover`'s own functions compiled by numba, one migration at a time
+(sim/compiled.py), to the same bits as the SimPy engine on Python floats; the waits around it are the engine's
 (sim/engine.py), added as arrays in the engine's order so that each time is the same float. The SimPy
 engine stays the reference: the sweep runner sends every other scenario there, and
 tests/test_fast_path.py holds the two together.
@@ -43,7 +43,8 @@ FIELDS = ("vm.memory_mib", "vm.page_size_bytes", "vm.zero_page_fraction", "vm.ze
           "link.rtt_ms", "link.socket_backlog_mib", "link.sender_mib_s", "link.final_copy_efficiency",
           "link.final_copy_sender_mib_s",
           "migration.max_downtime_ms", "migration.bandwidth_mib_s", "migration.switchover_rule",
-          "migration.timeout_s", "port_profile.type", "overheads.begin_ms", "overheads.prepare_ms",
+          "migration.timeout_s", "migration.auto_converge", "port_profile.type", "overheads.begin_ms",
+          "overheads.prepare_ms",
           "overheads.setup_ms", "overheads.handshake_ms", "overheads.finish_ms", "overheads.resume_ms",
           "overheads.confirm_ms", "overheads.announce_ms", "policy.orchestrator")
 # the record's columns that identify a run rather than describe it: the caller fills them
@@ -71,6 +72,8 @@ def eligible(columns: Mapping[str, Any]) -> np.ndarray:
                       & (np.asarray(columns["vm.dirty.pattern"]) == "random")
                       & (np.asarray(columns["port_profile.type"]) == "none")
                       & (np.asarray(columns["migration.timeout_s"]) == 0)
+                      # the throttle changes the dirty rate at syncs: the SimPy engine's
+                      & ~np.asarray(columns["migration.auto_converge"], dtype=bool)
                       # an orchestrator's monitor acts mid-migration: the SimPy engine's (sim/policy.py)
                       & (np.asarray(columns["policy.orchestrator"]) == "none"))
 
@@ -84,7 +87,7 @@ def evaluate(columns: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
     """Record columns (all but IDENTITY) for `n` eligible migrations given by field path."""
     if not np.all(np.broadcast_to(eligible(columns), (n,))):
         raise ValueError("the fast path is exact only for constant or hotcold dirty models (pattern "
-                         "random), no port profile and no timeout")
+                         "random), no port profile, no timeout and no auto-converge")
     # a field the migrations share stays one Python number: the same arithmetic, done once
     c = {f: _shared_or_column(columns[f], n) for f in FIELDS}
     out = _empty_columns(n)
@@ -179,6 +182,7 @@ class _Migrations:
                 "precopy_time_s": precopy_s, "handshake_ms": s_to_ms(oh.handshake_s),
                 "finish_rpc_ms": s_to_ms(half_rtt), "finish_work_ms": c["overheads.finish_ms"],
                 "association_wait_ms": 0.0, "resume_ms": c["overheads.resume_ms"], "disassociation_ms": 0.0,
+                "throttle_peak_pct": 0, "throttle_time_s": 0.0,
                 "dirty_rate_pages_s": np.where(precopy_s > 0, self.dirty.distinct_pages(0.0, precopy_s)
                                                / np.where(precopy_s > 0, precopy_s, 1.0), 0.0)}.items():
             out[name][rows] = values

@@ -402,6 +402,37 @@ def test_virshs_persistent_and_undefinesource_become_libvirts_flags():
     assert both.scenario_id == make().scenario_id
 
 
+def test_auto_converge_becomes_libvirts_flag_and_typed_parameters():
+    import libvirt
+
+    from pausecast.executor.migration.migrate import Endpoints, migration_call
+
+    # include/libvirt/libvirt-domain.h: VIR_MIGRATE_AUTO_CONVERGE 1 << 13; the two parameters are
+    # "auto_converge.initial" and "auto_converge.increment", refused by libvirt without the flag
+    params, flags = migration_call(make(migration={"auto_converge": True, "auto_converge_initial_pct": 30,
+                                                   "auto_converge_increment_pct": 15}), Endpoints("a", "b"))
+    assert flags == 1 | 2 | 1 << 13
+    assert params == {"auto_converge.initial": 30, "auto_converge.increment": 15}
+    assert libvirt.VIR_MIGRATE_AUTO_CONVERGE == 1 << 13
+    assert migration_call(make(), Endpoints("a", "b")) == ({}, 1 | 2)
+    # QEMU's parameters libvirt cannot set: only their defaults can run for real
+    tuned = make(migration={"auto_converge": True, "max_cpu_throttle_pct": 80})
+    with pytest.raises(ScenarioError, match=r"^migration\.max_cpu_throttle_pct = 80.*QEMU's default, 99"):
+        migration_call(tuned, Endpoints("a", "b"))
+
+
+def test_the_throttle_is_read_from_the_job_statistics():
+    # samples at 1-4 s after the call show auto_converge_throttle 0, 20, 30, 30: the peak is 30 %, the
+    # guest throttled from the 2 s sample until QEMU's STOP at 6.040 s: 4.04 s
+    samples = tuple((T0 + 1 + i, JobInfo.from_stats({"type": 2, "memory_dirty_rate": 5000,
+                                                     "auto_converge_throttle": pct}))
+                    for i, pct in enumerate((0, 20, 30, 30)))
+    r = build_record(_observations(samples=samples))
+    assert r.throttle_peak_pct == 30 and r.throttle_time_s == pytest.approx(4.04, abs=1e-6)
+    assert (build_record(_observations()).throttle_peak_pct, build_record(_observations()).throttle_time_s) \
+        == (0, 0.0)
+
+
 def test_calibration_migrates_as_the_scenario_says_without_its_timeout():
     from pausecast.cli.calibrate import idle_scenario
 
@@ -433,6 +464,10 @@ def test_the_guest_stands_for_the_scenarios_vm():
     # 128 MiB spread over the 253 MiB the region may use: pages 253/128 apart, in 16.16 fixed point
     assert plan.dirty.stride_fp == (256 - RESERVED_MIB) * STRIDE_ONE // 128
     assert plan.dirty.min_memory_mib() <= 256 and plan.dirty.scatter == 1 and plan.dirty.pm_timer == 1
+    # timer-paced unless auto-converge is on: then the workload that loses what it cannot run
+    assert plan.dirty.work_paced == 0
+    auto_converging = s.replace(migration=make(migration={"auto_converge": True}).migration)
+    assert guest_for(auto_converging).dirty.work_paced == 1
     hot = guest_for(make(vm={"memory_mib": 128, "zero_page_fraction": 0.5, "dirty": {
         "model": "hotcold", "hot_set_mib": 8, "hot_rate_mib_s": 40, "cold_rate_mib_s": 4}}))
     assert (hot.dirty.hot_mib, hot.dirty.hot_rate_pages, hot.dirty.cold_rate_pages) == (8, 10240, 1024)
@@ -548,6 +583,20 @@ def test_a_cold_start_is_left_out_by_its_begin_or_prepare():
     # 3.5 x but only 450 ms over (a slow Prepare on a loaded host, not a probe): kept
     assert cold_start_runs([run(0.01, 0.18), run(0.01, 0.63), run(0.01, 0.18)]) == {}
     assert cold_start_runs([run(3.4, 0.2)]) == {}
+
+
+def test_replicates_throttle_is_their_median_and_shows_where_auto_converge_is_on():
+    from pausecast.cli.validate import side_by_side
+
+    runs = [_record(throttle_peak_pct=p, throttle_time_s=t) for p, t in ((50, 10.0), (70, 14.0), (60, 12.0))]
+    m = median_record(runs)
+    assert (m.throttle_peak_pct, m.throttle_time_s) == (60, 12.0)
+    point = Comparison(_record(throttle_peak_pct=60, throttle_time_s=15.0), m).row()
+    # predicted 15 s against 12 s measured: +25 %
+    assert point["throttle_time_s_error"] == pytest.approx(0.25)
+    on = make(migration={"auto_converge": True})
+    assert "peak throttle (%)" in side_by_side(on, point, runs, "here")
+    assert "peak throttle (%)" not in side_by_side(make(), point, runs, "here")
 
 
 def test_replicates_become_one_median_record():

@@ -32,6 +32,8 @@ Where the columns come from:
     iterations        the completed job's memory_iteration (QEMU dirty-sync-count)
     bytes_sent        the completed job's memory_processed
     dirty_rate        the median of QEMU's non-zero memory_dirty_rate samples (pages/s)
+    throttle          auto-converge: the highest auto_converge_throttle of the job-stats samples, and
+                      the first sample showing one -> the live phase's end (QEMU STOP)
 
 Without logs (real hosts whose logs are not readable here) the phases are NaN and the source stop and
 destination start come from libvirt's lifecycle events, timed at the client. A log that lacks one of
@@ -49,6 +51,7 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...models.phases import network_outage_s
 from ...models.record import Measured, MigrationRecord
@@ -328,7 +331,20 @@ def build_record(obs: Observations) -> MigrationRecord:
         setup_time_ms=float(done.setup_time_ms),
         time_elapsed_ms=float(done.time_elapsed_ms) if done.time_elapsed_ms else NAN,
         dirty_rate_pages_s=observed_dirty_rate(obs.samples),
+        **_throttle(obs.samples, obs.t0_s, live_end),
         extra=measured.as_extra(), **phases)
+
+
+def _throttle(samples: Iterable[tuple[float, JobInfo]], t0_s: float, live_end_s: float) -> dict[str, Any]:
+    """Auto-converge as the job statistics saw it (every 100 ms): the highest auto_converge_throttle,
+    and the time from the first sample that showed one to the end of the live phase (0 when none did;
+    a sample's resolution, so up to 0.1 s short)."""
+    throttled = [(t_s - t0_s, info.auto_converge_throttle_pct) for t_s, info in samples
+                 if info.active and info.auto_converge_throttle_pct > 0]
+    if not throttled:
+        return {"throttle_peak_pct": 0, "throttle_time_s": 0.0}
+    return {"throttle_peak_pct": max(pct for _, pct in throttled),
+            "throttle_time_s": max(0.0, _zero_if_nan(live_end_s - throttled[0][0]))}
 
 
 def phases_from(log_events: Iterable[LogEvent], missing: list[str]) -> str:

@@ -3,7 +3,9 @@
 The scenario's [migration] section becomes libvirt's own knobs: `migrateSetMaxDowntime` (ms),
 `VIR_MIGRATE_PARAM_BANDWIDTH` (MiB/s; 0 leaves libvirt's unlimited), protocol v3 live migration either
 peer-to-peer (`migrateToURI3` with VIR_MIGRATE_PEER2PEER: the source daemon drives the destination, as
-Nova does) or managed direct (`migrate3`: this client drives both daemons). A timeout is handled on
+Nova does) or managed direct (`migrate3`: this client drives both daemons); auto-converge is
+VIR_MIGRATE_AUTO_CONVERGE with VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL/_INCREMENT (QEMU's other
+throttle parameters have no libvirt knob: only their defaults run). A timeout is handled on
 the client, as `virsh migrate --timeout` does: when it expires the watchdog aborts the job
 (`abortJob`, Nova's default), suspends the guest (`suspend`, virsh's --timeout-suspend) or switches to
 post-copy (`migrateStartPostCopy`, --timeout-postcopy). Without a timeout, a migration still in
@@ -23,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ...models.errors import ScenarioError
 from ...models.policy import may_postcopy
 from ...models.record import MigrationRecord
-from ...models.scenario import Scenario
+from ...models.scenario import MigrationSpec, Scenario
 from ..vdp.faults import StuckVsi, diagnose, qbg_instance_ids
 from .daemon_log import LogEvent, LogTail, parse_log
 from .events import DomainEvent, EventRecorder, ensure_event_loop
@@ -99,6 +102,7 @@ def migration_call(scenario: Scenario, ends: Endpoints) -> tuple[dict[str, Any],
     import libvirt
 
     mig = scenario.migration
+    check_libvirt_can_set(mig)
     params: dict[str, Any] = {}
     if mig.bandwidth_mib_s > 0:
         # libvirt takes whole MiB/s
@@ -114,7 +118,23 @@ def migration_call(scenario: Scenario, ends: Endpoints) -> tuple[dict[str, Any],
         flags |= libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
     if (mig.timeout_s > 0 and mig.timeout_action == "postcopy") or may_postcopy(scenario.policy):
         flags |= libvirt.VIR_MIGRATE_POSTCOPY
+    if mig.auto_converge:
+        flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+        # libvirt refuses these without the flag ("Turn auto convergence on to tune it")
+        params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] = mig.auto_converge_initial_pct
+        params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] = mig.auto_converge_increment_pct
     return params, flags
+
+
+def check_libvirt_can_set(mig: MigrationSpec) -> None:
+    """QEMU's auto-converge parameters libvirt has no migration parameter for: a scenario may only
+    ask for QEMU's own default, which is what the real migration then runs with."""
+    for name in ("max_cpu_throttle_pct", "throttle_trigger_threshold_pct", "cpu_throttle_tailslow"):
+        value, default = getattr(mig, name), MigrationSpec.__dataclass_fields__[name].default
+        if value != default:
+            raise ScenarioError(f"migration.{name}", value,
+                                f"libvirt has no migration parameter for it: a real run takes QEMU's "
+                                f"default, {default}")
 
 
 class _Watchdog(JobThread):

@@ -34,6 +34,9 @@ class DirtySpec:
     scatter: int = 0
     # 1: pace by the ACPI PM timer (loses no time when the vCPU is starved) rather than by PIT ticks
     pm_timer: int = 0
+    # 1: a wake-up earns at most one PIT period of writes, so time the vCPU could not run (throttled by
+    # auto-converge, starved) is work lost, as for a CPU-bound workload; 0: it catches up to max_lag_ms
+    work_paced: int = 0
 
     __test__ = False
 
@@ -47,8 +50,8 @@ class DirtySpec:
             raise ValueError("give rate_pages (constant) or hot_mib with hot/cold rates, not both")
         if self.region_start_mib < 2:
             raise ValueError("region_start_mib must be >= 2 (the kernel sits at 1 MiB)")
-        if self.stride_fp < STRIDE_ONE or self.scatter not in (0, 1) or self.pm_timer not in (0, 1):
-            raise ValueError("stride_fp must be >= 65536 (1.0), scatter and pm_timer 0 or 1")
+        if self.stride_fp < STRIDE_ONE or not {self.scatter, self.pm_timer, self.work_paced} <= {0, 1}:
+            raise ValueError("stride_fp must be >= 65536 (1.0), scatter, pm_timer and work_paced 0 or 1")
 
     @classmethod
     def constant(cls, rate_pages: int, region_mib: int, **kw: int) -> DirtySpec:

@@ -72,14 +72,15 @@ def _start_guest(tb: Testbed, name: str, plan: GuestPlan) -> None:
 def run_on_testbed(tb: Testbed, scenario: Scenario, *, name: str = GUEST_NAME,
                    on_sample: Callable[[float, JobInfo], None] | None = None,
                    give_up_s: float = GIVE_UP_S, keep_guest: bool = False,
-                   recover: bool = True) -> Measurement:
+                   recover: bool = True, work_paced: bool | None = None) -> Measurement:
     """Runs the scenario once. The guest is destroyed afterwards wherever it is, unless keep_guest
     (the fault tests read its state and serial log). On the 802.1Qbg testbed a run that a stuck VSI
     stopped (a host's lldpad refused the guest's start or the migration) runs once more after
     restarting that host's lldpad, unless not `recover`; stderr and Measured.recovered say so.
-    (Only a testbed's lldpad is ever restarted: on real hosts the diagnosis is all.)"""
+    (Only a testbed's lldpad is ever restarted: on real hosts the diagnosis is all.) `work_paced`: the
+    test guest's pacing (scenario_map.guest_for; None: its default for the scenario)."""
     run = functools.partial(_run_once, tb, scenario, name=name, on_sample=on_sample, give_up_s=give_up_s,
-                            keep_guest=keep_guest)
+                            keep_guest=keep_guest, work_paced=work_paced)
     try:
         m = run()
     except StuckVsiError as exc:
@@ -103,8 +104,8 @@ def run_on_testbed(tb: Testbed, scenario: Scenario, *, name: str = GUEST_NAME,
 
 def _run_once(tb: Testbed, scenario: Scenario, *, name: str,
               on_sample: Callable[[float, JobInfo], None] | None, give_up_s: float,
-              keep_guest: bool) -> Measurement:
-    plan = guest_for(scenario, nic_port=tb.nic_port)
+              keep_guest: bool, work_paced: bool | None) -> Measurement:
+    plan = guest_for(scenario, nic_port=tb.nic_port, work_paced=work_paced)
     ensure_event_loop()
     rtt_ms = shape_for(tb, scenario)
     tb.destroy_guest(name)

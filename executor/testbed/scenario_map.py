@@ -51,9 +51,14 @@ class GuestPlan:
     dirty: DirtySpec
 
 
-def guest_for(scenario: Scenario, report_ms: int = 100, nic_port: str = "none") -> GuestPlan:
+def guest_for(scenario: Scenario, report_ms: int = 100, nic_port: str = "none",
+              work_paced: bool | None = None) -> GuestPlan:
     """The test guest that behaves as the scenario's VM does, on a testbed whose guest NIC carries a
-    `nic_port` port profile ("none": no NIC at all)."""
+    `nic_port` port profile ("none": no NIC at all). `work_paced` (dirtier.c): the guest loses the work
+    of the time its vCPU cannot run, as the CPU-bound dirtier auto-converge's model throttles does
+    (models/auto_converge.py); else it catches up after a stall, as a timer-paced writer does, which
+    keeps its rate in the host's time on a busy machine. By default work-paced exactly when the
+    scenario turns auto-converge on: without the throttle a stall is the machine's, not the model's."""
     vm, dirty = scenario.vm, scenario.vm.dirty
     if vm.page_size_bytes != PAGE_BYTES:
         raise ScenarioError("vm.page_size_bytes", vm.page_size_bytes,
@@ -84,7 +89,9 @@ def guest_for(scenario: Scenario, report_ms: int = 100, nic_port: str = "none") 
     # point; written-low: next to each other, the rest of RAM above them untouched
     stride_fp = ((memory_mib - RESERVED_MIB) * STRIDE_ONE // region_mib
                  if vm.zero_page_layout == "spread" else STRIDE_ONE)
-    layout = {"report_ms": report_ms, "stride_fp": stride_fp, "scatter": 1, "pm_timer": 1}
+    paced = scenario.migration.auto_converge if work_paced is None else work_paced
+    layout = {"report_ms": report_ms, "stride_fp": stride_fp, "scatter": 1, "pm_timer": 1,
+              "work_paced": int(paced)}
     if dirty.model == "constant":
         spec = DirtySpec.constant(pages_s(dirty.rate_mib_s), region_mib, **layout)
     elif dirty.model == "hotcold":

@@ -40,6 +40,11 @@ FIGURES: tuple[tuple[str, str, str, float], ...] = (
     ("prepare_s", "Prepare", "s", 1.0),
     ("confirm_s", "Confirm", "s", 1.0),
 )
+# auto-converge's figures: in every row, shown where the scenario turns it on
+THROTTLE_FIGURES: tuple[tuple[str, str, str, float], ...] = (
+    ("throttle_peak_pct", "peak throttle", "%", 1.0),
+    ("throttle_time_s", "throttled", "s", 1.0),
+)
 
 
 def figure_value(r: MigrationRecord, column: str) -> float:
@@ -88,7 +93,7 @@ class Comparison:
             "iterations_predicted": p.iterations, "iterations_measured": m.iterations,
             "iterations_error": p.iterations - m.iterations,
         }
-        for column, _label, _unit, scale in FIGURES:
+        for column, _label, _unit, scale in FIGURES + THROTTLE_FIGURES:
             pv, mv = figure_value(p, column) * scale, figure_value(m, column) * scale
             out[f"{column}_predicted"] = pv
             out[f"{column}_measured"] = mv
@@ -193,5 +198,6 @@ def median_record(records: Sequence[MigrationRecord]) -> MigrationRecord:
     for f in dataclasses.fields(MigrationRecord):
         if isinstance(getattr(first, f.name), float):
             numeric[f.name] = median_finite([getattr(r, f.name) for r in majority])
-    numeric["iterations"] = round(statistics.median(r.iterations for r in majority))
+    for counted in ("iterations", "throttle_peak_pct"):
+        numeric[counted] = round(statistics.median(getattr(r, counted) for r in majority))
     return dataclasses.replace(majority[0], converged=converged, **numeric)

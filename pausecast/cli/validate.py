@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from ..analysis.calibration import COLD_START_RULE
-from ..analysis.validation import FIGURES, Comparison, figure_value, median_record, verdict
+from ..analysis.validation import (
+    FIGURES,
+    THROTTLE_FIGURES,
+    Comparison,
+    figure_value,
+    median_record,
+    verdict,
+)
 from ..models.errors import ScenarioError
 from ..models.files import load_scenario, with_profile
 from ..models.record import MigrationRecord
@@ -85,7 +92,8 @@ def side_by_side(scenario: Scenario, point: dict, measured: list[MigrationRecord
              f"{'right' if point['verdict_right'] else 'WRONG':>8}",
              f"  {'iterations':<16}{point['iterations_predicted']:>12}{point['iterations_measured']:>12}  "
              f"{_span([r.iterations for r in measured], '{:.0f}'):<22}{point['iterations_error']:>+8d}"]
-    for column, label, unit, scale in FIGURES:
+    shown = FIGURES + (THROTTLE_FIGURES if scenario.migration.auto_converge else ())
+    for column, label, unit, scale in shown:
         values = [figure_value(r, column) * scale for r in measured]
         lines.append(f"  {label + ' (' + unit + ')':<16}{point[column + '_predicted']:>12.4g}"
                      f"{point[column + '_measured']:>12.4g}  {_span(values, '{:.4g}'):<22}"

@@ -112,6 +112,10 @@ def format_prediction(scenario: Scenario, r: MigrationRecord) -> str:
                     f"{_ms(r.association_ms).strip()} (Finish), disassociate "
                     f"{_ms(r.disassociation_ms).strip()} (Confirm), switch queueing "
                     f"{_ms(r.switch_wait_ms).strip()}"]
+    if scenario.migration.auto_converge:
+        slowed = "for ever" if math.isinf(r.throttle_time_s) else f"for {r.throttle_time_s:.1f} s"
+        out += [f"  auto-converge    throttle up to {r.throttle_peak_pct} %, the guest slowed {slowed}"
+                if r.throttle_peak_pct else "  auto-converge    never throttled"]
     out += [f"  bytes sent       {r.bytes_sent / 2**30:9.3f} GiB", "", "  phase timeline", *timeline(r)]
     return "\n".join(out)
 

@@ -9,7 +9,8 @@
  *                                             hot/cold: the first hot_mib swept over and over at the
  *                                             hot rate, the rest of the region at the cold rate
  *     region_start_mib=2 report_ms=1000 max_lag_ms=50        (defaults)
- *     stride_fp=65536 scatter=0 pm_timer=0                   (defaults: contiguous, in order, PIT)
+ *     stride_fp=65536 scatter=0 pm_timer=0 work_paced=0      (defaults: contiguous, in order, PIT,
+ *                                                             catching up after a stall)
  *
  * stride_fp (16.16 fixed point, >= 1.0) places the region's i-th page at i x stride pages past the
  * start, so the written pages are spread through a larger span with never-written (zero) pages between
@@ -29,6 +30,14 @@
  * but reads the time from the ACPI PM timer, which loses nothing: the rate then holds in the host's
  * time while the vCPU gets its share of CPU at least every max_lag_ms (on a busy 2-core machine under
  * TCG the PIT clock falls 1-10 % behind, most during a migration, whose thread competes with the vCPU).
+ * Such a guest catches up after every stall shorter than max_lag_ms, which is what a timer-paced
+ * writer does and what defeats auto-converge: QEMU's throttle (softmmu/cpu-throttle.c) stops the vCPU
+ * for pct / (1 - pct) x 10 ms in every 10 ms / (1 - pct), under 50 ms up to 83 %.
+ *
+ * work_paced=1 is the workload instead: each wake-up earns the writers at most one PIT period of the
+ * clock, the work a vCPU that ran through the tick could have done, so time the vCPU could not run is
+ * work lost, as for a CPU-bound program; throttled to pct it writes (1 - pct) of its rate. (A starved
+ * vCPU loses work the same way, so on a busy host it writes somewhat under its rate.)
  *
  * Build: gcc -m32 -ffreestanding -nostdlib, ld -m elf_i386 -T dirtier.ld (see guest_build.py). There is
  * no 64-bit division, so no libgcc: gcc inlines 64-bit add/sub/mul/compare.
@@ -286,6 +295,7 @@ void kmain(struct mb_info *mb) {
     u32 max_lag_ms = arg(cl, "max_lag_ms", 50);
     u32 scatter = arg(cl, "scatter", 0);
     u32 pm_timer = arg(cl, "pm_timer", 0);
+    u32 work_paced = arg(cl, "work_paced", 0);
     stride_fp = arg(cl, "stride_fp", 65536u);
     if (start_mib < 2) start_mib = 2; /* keep clear of this kernel at 1 MiB */
     if (report_ms == 0) report_ms = 1000;
@@ -310,6 +320,7 @@ void kmain(struct mb_info *mb) {
     kv(" stride_fp=", stride_fp);
     kv(" scatter=", scatter);
     kv(" pm_timer=", pm_timer);
+    kv(" work_paced=", work_paced);
     kv(" ram_end_mib=", ram_end / MIB);
     puts("\n");
 
@@ -349,6 +360,8 @@ void kmain(struct mb_info *mb) {
         stream_init(&b, 0, 0, 0, max_lag_ms, scatter, hz);
     }
     if (pm_timer) pm_last = inl(PM_TIMER_PORT) & PM_MASK; /* the fill's time is not owed */
+    /* one PIT period on the pacing clock: PIT_RELOAD ticks of the PIT, or as many of the PM timer */
+    u32 tick_period = pm_timer ? (u32)((u64)PIT_RELOAD * PM_HZ / PIT_HZ) : PIT_RELOAD;
 
     u32 seen = irq0_count, ms = 0, ms_frac = 0, next_report = 0;
     for (;;) {
@@ -367,6 +380,8 @@ void kmain(struct mb_info *mb) {
             ticks = (now - pm_last) & PM_MASK;
             pm_last = now;
         }
+        /* the clock ticks the writers may use: all of them, or work_paced at most one period */
+        u32 work = work_paced && ticks > tick_period ? tick_period : ticks;
         /* in slices of at most 2^20 ticks, so that ms_frac (ticks x 1000) fits in 32 bits */
         while (ticks) {
             u32 slice = ticks > (1u << 20) ? (1u << 20) : ticks;
@@ -374,8 +389,10 @@ void kmain(struct mb_info *mb) {
             ms_frac += slice * 1000u;
             ms += ms_frac / hz;
             ms_frac %= hz;
-            stream_run(&a, slice, hz);
-            stream_run(&b, slice, hz);
+            u32 used = slice < work ? slice : work;
+            work -= used;
+            stream_run(&a, used, hz);
+            stream_run(&b, used, hz);
         }
         if (ms >= next_report) {
             kv("pcd ms=", ms);
